@@ -1,0 +1,147 @@
+"""jina-embeddings-v3: XLM-RoBERTa with RoPE and five task LoRA adapters; reference JinaEmbeddingsV3Model.
+
+Two published layouts load into the same thing (native transformers weight names + stacked adapters):
+- original (`jinaai/jina-embeddings-v3`, custom code): `roberta.` prefix, fused `mixer.Wqkv`, every Linear and
+  Embedding weight as `<module>.parametrizations.weight.original` with stacked `...weight.0.lora_A/lora_B`;
+- hf (`jinaai/jina-embeddings-v3-hf`): transformers' native names, adapters as PEFT folders.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import JinaEmbeddingsV3Config, JinaEmbeddingsV3Model
+
+from embcc.errors import EmbccError
+from embcc.families import fixture_tokenizers
+from embcc.families import jina_v3_layouts as layouts
+from embcc.families.base import (
+    Bundle,
+    Family,
+    check_tensors,
+    hash_checkpoint,
+    read_config,
+    read_safetensors,
+    save_fixture_weights,
+    tokenizer_files,
+    weight_files,
+    write_json,
+)
+from embcc.modelspec import ModelSpec, Task
+
+TASKS = ["retrieval.query", "retrieval.passage", "separation", "classification", "text-matching"]
+INSTRUCTIONS = {
+    "retrieval.query": "Represent the query for retrieving evidence documents: ",
+    "retrieval.passage": "Represent the document for retrieval: ",
+    "separation": "",
+    "classification": "",
+    "text-matching": "",
+}
+IGNORED = ("pooler.", "lm_head.", "classifier.", "qa_outputs.")
+SIZES = {  # (layers, hidden, heads, intermediate, vocab)
+    "full": (24, 1024, 16, 4096, 250002),
+    "base": (12, 768, 12, 3072, 250002),  # the base-sized v3 SPEC.md's speed anchors were measured on
+    "tiny": (2, 64, 4, 128, 1000),
+}
+
+
+class V3Backbone(JinaEmbeddingsV3Model):
+    """JinaEmbeddingsV3Model returning the token states, so adapter names stay the model's own."""
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+def native_config(config: dict, layout: str, rope_theta: float | None = None) -> JinaEmbeddingsV3Config:
+    """A JinaEmbeddingsV3Config from either layout's config.json."""
+    keys = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+            "hidden_act", "max_position_embeddings", "type_vocab_size", "layer_norm_eps", "pad_token_id",
+            "bos_token_id", "eos_token_id")
+    kw = {k: config[k] for k in keys if k in config}
+    theta = rope_theta if rope_theta is not None else default_theta(config, layout)
+    return JinaEmbeddingsV3Config(**kw, rope_parameters={"rope_type": "default", "rope_theta": float(theta)},
+                                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+
+def default_theta(config: dict, layout: str) -> float:
+    if layout == "original":
+        return float(config.get("rotary_emb_base", 10000.0))
+    rp = config.get("rope_parameters") or {}
+    for value in (rp.get("rope_theta"), config.get("rope_theta"), config.get("rotary_emb_base")):
+        if value is not None:
+            return float(value)
+    return float(JinaEmbeddingsV3Config.default_theta)
+
+
+class JinaV3(Family):
+    name = "jina-v3"
+    fixtures = ("jina-v3",)
+    layouts = ("original", "hf")
+
+    @classmethod
+    def detect(cls, config: dict, path: Path) -> bool:
+        return config.get("model_type") == "jina_embeddings_v3" or (
+            config.get("model_type") == "xlm-roberta" and "lora_adaptations" in config
+        )
+
+    def load(self, path: Path) -> Bundle:
+        config = read_config(path)
+        layout = "hf" if config.get("model_type") == "jina_embeddings_v3" else "original"
+        if layout == "original" and config.get("position_embedding_type", "rotary") != "rotary":
+            raise EmbccError(f"{path} has {config['position_embedding_type']} positions, not v3's rotary", "pass a jina-embeddings-v3 checkpoint")
+        cfg = native_config(config, layout)
+        raw = read_safetensors(weight_files(path))
+        if layout == "original":
+            tasks = list(config.get("lora_adaptations") or [])
+            scaling = float(config.get("lora_alpha", 1)) / float(config.get("lora_rank", 4))
+            renamed, lora = layouts.from_original(raw, tasks, scaling, where=path)
+            instructions = config.get("task_instructions") or {}
+        else:
+            renamed = layouts.from_hf(raw)
+            tasks = list(config.get("lora_adaptations") or TASKS)
+            lora = layouts.read_peft_adapters(path, tasks)
+            if lora is None:
+                tasks = []
+            instructions = config.get("task_instructions") or INSTRUCTIONS
+        with torch.device("meta"):
+            want = {k: v.shape for k, v in JinaEmbeddingsV3Model(cfg, add_pooling_layer=False).state_dict().items()}
+        weights = check_tensors(renamed, want, ignored=IGNORED, where=path)
+        if lora is not None:
+            layouts.check_lora(lora, weights, where=path)
+        spec = ModelSpec(
+            family=self.name, pooling="mean", dim=cfg.hidden_size,
+            max_length=int(config.get("max_position_embeddings", 8194)) - 2, position="rope",
+            tasks=[Task(t, i, instructions.get(t, "")) for i, t in enumerate(tasks)],
+            matryoshka_dims=list(config.get("matryoshka_dimensions") or []),
+            rope_theta=default_theta(config, layout),
+        )
+        return Bundle(self, path, layout, config, spec, weights, lora, tokenizer_files(path), hash_checkpoint(path))
+
+    def backbone(self, bundle: Bundle, weights: dict[str, torch.Tensor], rope_theta: float | None = None) -> torch.nn.Module:
+        cfg = native_config(bundle.config, bundle.layout, rope_theta)
+        cfg._attn_implementation = "sdpa"
+        model = V3Backbone(cfg, add_pooling_layer=False)
+        model.load_state_dict(weights, strict=True)
+        return model.float().eval()
+
+    def write_fixture(self, name: str, out: Path, *, size: str, layout: str | None, seed: int) -> None:
+        layout = layout or "original"
+        if layout not in self.layouts:
+            raise EmbccError(f"unknown layout {layout!r} for {name}", f"choose one of: {', '.join(self.layouts)}")
+        layers, hidden, heads, inter, vocab = SIZES[size]
+        fixture_tokenizers.write_xlmr_unigram(out, vocab_size=vocab, model_max_length=8194)
+        dims = [d for d in (32, 64, 128, 256, 512, 768, 1024) if d <= hidden]
+        cfg = JinaEmbeddingsV3Config(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers,
+                                     num_attention_heads=heads, intermediate_size=inter)
+        weights, lora = layouts.random_weights(cfg, TASKS, rank=4, seed=seed)
+        if layout == "original":
+            config = layouts.original_config(cfg, TASKS, INSTRUCTIONS, dims)
+            tensors = layouts.to_original(weights, lora)
+        else:
+            config = layouts.hf_config(cfg, TASKS, INSTRUCTIONS, dims)
+            tensors = layouts.to_original(weights, None)
+            layouts.write_peft_adapters(out, weights, lora, alpha=config["lora_alpha"], rank=config["lora_rank"])
+        save_fixture_weights({k: v.to(torch.bfloat16) for k, v in tensors.items()}, out)
+        write_json(out / "config.json", config)
+        layouts.write_sentence_transformers(out, hidden, INSTRUCTIONS)

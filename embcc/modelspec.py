@@ -1,0 +1,85 @@
+"""What a runtime needs to know to turn texts into embeddings, beside the weights.
+
+A ModelSpec is produced by a family from a checkpoint, written into every artifact as `embcc.json`, and read
+back by the runtimes, so that prefixing, tokenisation, pooling, Matryoshka truncation and normalisation are
+the same for the torch reference and for every exported artifact.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from embcc.errors import EmbccError
+
+SPEC_FILE = "embcc.json"
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    id: int
+    prefix: str = ""
+
+
+@dataclass
+class ModelSpec:
+    family: str
+    pooling: str  # "mean" | "cls" | "last"
+    dim: int
+    max_length: int
+    position: str  # "rope" | "alibi"
+    tasks: list[Task] = field(default_factory=list)
+    matryoshka_dims: list[int] = field(default_factory=list)
+    rope_theta: float | None = None
+    normalize: bool = True
+    # Set on artifacts: how the adapters were handled and, for merged graphs, which task this graph is.
+    lora: str | None = None  # "merge" | "keep" | None (no adapters)
+    task: str | None = None
+
+    def task_by_name(self, name: str | None) -> Task | None:
+        """The task to run: `name`, or the artifact's own merged task, or None for families without tasks."""
+        if not self.tasks:
+            if name is not None:
+                raise EmbccError(f"{self.family} has no tasks, but task {name!r} was given", "leave out --task")
+            return None
+        if name is None:
+            name = self.task if self.task is not None else self.tasks[0].name
+        for t in self.tasks:
+            if t.name == name:
+                if self.lora == "merge" and self.task is not None and name != self.task:
+                    raise EmbccError(
+                        f"this artifact has task {self.task!r} merged in, not {name!r}",
+                        f"use the artifact exported for {name!r}",
+                    )
+                return t
+        names = ", ".join(t.name for t in self.tasks)
+        raise EmbccError(f"unknown task {name!r} for {self.family}", f"choose one of: {names}")
+
+    def check_dim(self, dim: int | None) -> int:
+        if dim is None:
+            return self.dim
+        allowed = self.matryoshka_dims or [self.dim]
+        if dim not in allowed and not (min(allowed) <= dim <= self.dim):
+            raise EmbccError(
+                f"dimension {dim} is outside {self.family}'s Matryoshka range",
+                f"choose a value from {min(allowed)} to {self.dim}",
+            )
+        return dim
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelSpec:
+        d = dict(d)
+        d["tasks"] = [Task(**t) for t in d.get("tasks", [])]
+        return cls(**d)
+
+    @classmethod
+    def read(cls, artifact_dir: Path) -> ModelSpec:
+        p = Path(artifact_dir) / SPEC_FILE
+        if not p.is_file():
+            raise EmbccError(f"{artifact_dir} is not an embcc artifact (no {SPEC_FILE})", "point at a directory written by `embcc export`")
+        return cls.from_dict(json.loads(p.read_text()))
