@@ -37,6 +37,7 @@ class ModelSpec:
     # Set on artifacts: how the adapters were handled and, for merged graphs, which task this graph is.
     lora: str | None = None  # "merge" | "keep" | None (no adapters)
     task: str | None = None
+    precision: str = "fp32"
 
     def task_by_name(self, name: str | None) -> Task | None:
         """The task to run: `name`, or the artifact's own merged task, or None for families without tasks."""

@@ -36,6 +36,26 @@ def normalize(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
 
 
+ATTENTION_BUDGET = 2 * 4096 * 4096  # batch x longest^2: bounds the attention matrices a batch materialises
+
+
+def batches(ids: list[list[int]], batch_size: int) -> list[list[list[int]]]:
+    """Consecutive texts, in input order, at most `batch_size` per batch and within the attention budget."""
+    out: list[list[list[int]]] = []
+    cur: list[list[int]] = []
+    longest = 0
+    for row in ids:
+        n = max(longest, len(row))
+        if cur and (len(cur) >= batch_size or (len(cur) + 1) * n * n > ATTENTION_BUDGET):
+            out.append(cur)
+            cur, n = [], len(row)
+        cur.append(row)
+        longest = n
+    if cur:
+        out.append(cur)
+    return out
+
+
 class Embedder(ABC):
     """encode(texts, task=..., dim=...) -> float32 [N, dim], L2-normalised."""
 
@@ -88,8 +108,8 @@ class Embedder(ABC):
         ids = self.token_ids(texts, task)
         t = self.spec.task_by_name(task)
         out = []
-        for i in range(0, len(ids), batch_size):
-            input_ids, mask = self.batch(ids[i : i + batch_size])
+        for group in batches(ids, batch_size):
+            input_ids, mask = self.batch(group)
             out.append(np.asarray(self._embed(input_ids, mask, t.id if t else None), dtype=np.float64))
         return normalize(np.concatenate(out)[:, :dim])
 

@@ -1,0 +1,111 @@
+"""embcc command line: parses, calls the library, prints. Bad input: one line on stderr, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from embcc import __version__
+from embcc.errors import EmbccError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own errors: one line, exit 2
+        self.exit(2, f"embcc: error: {message}; see `{self.prog} --help`\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="embcc", description="Compile Jina embedding checkpoints into ONNX artifacts with parity proof.")
+    p.add_argument("--version", action="version", version=f"embcc {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    f = sub.add_parser("fixture", help="write a random-weight checkpoint in a published layout")
+    f.add_argument("name", help="jina-v2-small | jina-v2-base | jina-v3")
+    f.add_argument("out", type=Path)
+    f.add_argument("--size", default="tiny", choices=["tiny", "full", "base"], help="tiny for tests, full for benchmarks")
+    f.add_argument("--layout", default=None, help="original | hf (v3)")
+    f.add_argument("--seed", type=int, default=0)
+
+    def export_options(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--format", dest="fmt", default="onnx", help="onnx (gguf, tensorrt: planned)")
+        q.add_argument("--task", default=None, help="task name or 'all' (default all; merge mode)")
+        q.add_argument("--lora", default=None, help="merge (default) | keep")
+        q.add_argument("--rope-theta", type=float, default=None, help="RoPE base (default: the checkpoint's)")
+        q.add_argument("--max-length", type=int, default=None, help="truncation length recorded in the artifact")
+        q.add_argument("--precision", default="fp32", help="fp32")
+
+    e = sub.add_parser("export", help="export a checkpoint to an artifact directory")
+    e.add_argument("checkpoint", type=Path)
+    e.add_argument("--out", type=Path, required=True)
+    export_options(e)
+
+    v = sub.add_parser("verify", help="compare an artifact with the torch reference; writes parity.json")
+    v.add_argument("artifact", type=Path)
+    v.add_argument("--reference", type=Path, required=True, help="the checkpoint directory")
+
+    b = sub.add_parser("build", help="export (LoRA merged and kept) and verify; a built-in v3 fixture by default")
+    b.add_argument("checkpoint", type=Path, nargs="?", default=None)
+    b.add_argument("--out", type=Path, default=Path("embcc-build"))
+    b.add_argument("--rope-theta", type=float, default=None)
+    b.add_argument("--max-length", type=int, default=None)
+
+    n = sub.add_parser("bench", help="texts/s and tokens/s of an artifact against the torch reference")
+    n.add_argument("artifact", type=Path)
+    n.add_argument("--reference", type=Path, required=True)
+    n.add_argument("--threads", type=int, default=None)
+    n.add_argument("--seconds", type=float, default=3.0, help="minimum measuring time per regime and runtime")
+    n.add_argument("--json", type=Path, default=None, help="also write the results here")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except EmbccError as e:
+        print(f"embcc: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "fixture":
+        from embcc.families import write_fixture
+
+        write_fixture(args.name, args.out, size=args.size, layout=args.layout, seed=args.seed)
+        print(f"wrote {args.name} ({args.size}) fixture to {args.out}")
+        return 0
+    if args.command == "export":
+        from embcc.pipeline import export
+
+        out = export(args.checkpoint, args.out, fmt=args.fmt, task=args.task, lora=args.lora,
+                     rope_theta=args.rope_theta, max_length=args.max_length, precision=args.precision)
+        print(f"wrote {out}")
+        return 0
+    if args.command == "verify":
+        from embcc.verify import format_table, verify
+
+        report = verify(args.artifact, args.reference)
+        print(format_table(report))
+        return 0 if report["passed"] else 1
+    if args.command == "build":
+        from embcc.build import build
+
+        return 0 if build(args.checkpoint, args.out, rope_theta=args.rope_theta, max_length=args.max_length) else 1
+    if args.command == "bench":
+        from embcc.bench import bench, format_bench
+
+        result = bench(args.artifact, args.reference, threads=args.threads, seconds=args.seconds)
+        print(format_bench(result))
+        if args.json:
+            import json
+
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+        return 0
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Parity: an artifact's Embedder against the torch reference on the built-in probe set.
+
+The bars are SPEC.md section 4's, per artifact precision. Ranking agreement is the mean overlap of each
+text's 10 nearest neighbours under both, on mean-centred embeddings (random-weight models put every text at
+cosine 0.96-0.98 from every other, so uncentred neighbours would be noise).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from embcc import __version__
+from embcc.export.artifact import MANIFEST, PARITY
+from embcc.families import Bundle, load
+from embcc.modelspec import ModelSpec
+from embcc.probes import PROBES
+from embcc.runtimes import open_artifact
+from embcc.runtimes.base import Embedder
+
+# precision -> bar: min cosine, max abs diff, mean cosine, ranking agreement (None = not gated)
+BARS: dict[str, dict[str, float]] = {
+    "fp32": {"min_cosine": 0.9999, "max_abs_diff": 1e-4},
+    "fp16": {"min_cosine": 0.999},
+    "bf16": {"min_cosine": 0.999},
+    "int8": {"mean_cosine": 0.99, "min_cosine": 0.97, "ranking_agreement": 0.9},
+    "q8_0": {"min_cosine": 0.99, "ranking_agreement": 0.9},
+    "lora_keep_vs_merge": {"min_cosine": 0.99999},
+}
+
+
+@dataclass
+class TaskParity:
+    artifact: str
+    task: str | None
+    n_texts: int
+    min_cosine: float
+    mean_cosine: float
+    max_abs_diff: float
+    ranking_agreement: float
+    bar: dict
+    passed: bool
+
+
+def ranking_agreement(ref: np.ndarray, got: np.ndarray, k: int = 10) -> float:
+    """Mean overlap of each text's k nearest neighbours (self excluded) on mean-centred embeddings."""
+    k = min(k, len(ref) - 1)
+    if k < 1:
+        return 1.0
+
+    def neighbours(x: np.ndarray) -> np.ndarray:
+        x = x.astype(np.float64) - x.mean(0, keepdims=True)
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        sim = x @ x.T
+        np.fill_diagonal(sim, -np.inf)
+        return np.argsort(-sim, axis=1, kind="stable")[:, :k]
+
+    a, b = neighbours(ref), neighbours(got)
+    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a, b)]))
+
+
+def compare(ref: np.ndarray, got: np.ndarray, bar: dict) -> dict:
+    ref64, got64 = ref.astype(np.float64), got.astype(np.float64)
+    cos = (ref64 * got64).sum(1) / (np.linalg.norm(ref64, axis=1) * np.linalg.norm(got64, axis=1))
+    m = {
+        "min_cosine": float(cos.min()),
+        "mean_cosine": float(cos.mean()),
+        "max_abs_diff": float(np.abs(ref64 - got64).max()),
+        "ranking_agreement": ranking_agreement(ref64, got64),
+    }
+    passed = all(m[key] <= limit if key == "max_abs_diff" else m[key] >= limit for key, limit in bar.items())
+    return {**m, "passed": passed}
+
+
+def parity(artifact: Embedder, reference: Embedder, *, tasks: list[str | None], bar: dict, name: str,
+           texts: list[str] | None = None) -> list[TaskParity]:
+    texts = PROBES if texts is None else texts
+    rows = []
+    for task in tasks:
+        ref = reference.encode(texts, task=task)
+        got = artifact.encode(texts, task=task)
+        m = compare(ref, got, bar)
+        rows.append(TaskParity(name, task, len(texts), m["min_cosine"], m["mean_cosine"], m["max_abs_diff"],
+                               m["ranking_agreement"], bar, m["passed"]))
+    return rows
+
+
+def verify(artifact_path: str | Path, reference: str | Path | Bundle, *, texts: list[str] | None = None,
+           write: bool = True) -> dict:
+    """Verify every artifact under `artifact_path` against the checkpoint; writes parity.json beside it."""
+    from embcc.pipeline import artifacts_in
+    from embcc.runtimes.torch_ref import TorchEmbedder
+
+    root = Path(artifact_path)
+    bundle = reference if isinstance(reference, Bundle) else load(reference)
+    rows: list[TaskParity] = []
+    for art in artifacts_in(root):
+        spec = ModelSpec.read(art)
+        embedder = open_artifact(art)
+        ref = TorchEmbedder(bundle, rope_theta=spec.rope_theta, max_length=spec.max_length)
+        tasks: list[str | None] = [spec.task] if spec.lora == "merge" else [t.name for t in spec.tasks] or [None]
+        rows += parity(embedder, ref, tasks=tasks, bar=BARS[spec.precision], name=str(art.relative_to(root)) if art != root else ".", texts=texts)
+    manifest = root / MANIFEST
+    source = json.loads(manifest.read_text()).get("source_sha256") if manifest.is_file() else None
+    report = {
+        "embcc_version": __version__,
+        "reference": str(bundle.path),
+        "reference_sha256": bundle.source_sha256,
+        "reference_is_source": source == bundle.source_sha256,
+        "probe_texts": len(texts if texts is not None else PROBES),
+        "passed": all(r.passed for r in rows),
+        "results": [asdict(r) for r in rows],
+    }
+    if write:
+        (root / PARITY).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    return report
+
+
+def format_table(report: dict) -> str:
+    head = f"{'artifact':<22} {'task':<18} {'min cos':>10} {'mean cos':>10} {'max |d|':>9} {'rank@10':>8}  result"
+    lines = [head, "-" * len(head)]
+    for r in report["results"]:
+        lines.append(
+            f"{r['artifact']:<22} {r['task'] or '-'!s:<18} {r['min_cosine']:>10.7f} {r['mean_cosine']:>10.7f} "
+            f"{r['max_abs_diff']:>9.2e} {r['ranking_agreement']:>8.3f}  {'pass' if r['passed'] else 'FAIL'}"
+        )
+    lines.append(f"parity: {'PASSED' if report['passed'] else 'FAILED'} ({report['probe_texts']} probe texts per task)")
+    return "\n".join(lines)

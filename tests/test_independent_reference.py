@@ -1,0 +1,181 @@
+"""embcc (torch reference and exported ONNX artifacts) against independent float64 re-implementations.
+
+The re-implementations in `reference_impls.py` read the published checkpoint layouts directly (no embcc
+loader, no embcc or transformers model code), so a mistake in embcc's key renaming, Wqkv splitting, adapter
+scaling/merging, RoPE, ALiBi or pooling would make these comparisons fail. The fixtures are random-weight
+checkpoints written by embcc's own fixture writer in the published layouts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from reference_impls import alibi_slopes, v2_reference, v3_original_reference
+
+from embcc.families import load, write_fixture
+from embcc.pipeline import export
+from embcc.runtimes import open_artifact
+from embcc.runtimes.torch_ref import TorchEmbedder
+
+MIN_COS = 0.99999
+MAX_ABS = 1e-4  # embcc computes in float32, the reference in float64
+
+_LONG_SENTENCES = [
+    "Embedding models turn a sentence into a vector of numbers so that texts with similar meanings",
+    "end up close to each other, which is what search, clustering and classification rely on.",
+    "A transformer encoder reads the whole sequence at once and lets every token attend to every other",
+    "token; rotary position embeddings rotate queries and keys by an angle that grows with the position,",
+    "while linear biases penalise attention between distant tokens in proportion to their distance.",
+    "Der schnelle braune Fuchs springt über den faulen Hund, und die Größe der Bäume ist beachtlich.",
+    "Exporting the model to ONNX and comparing the outputs with PyTorch catches mistakes early.",
+]
+LONG = " ".join(_LONG_SENTENCES * 3)  # ~300 words
+assert 250 <= len(LONG.split()) <= 350
+
+TEXTS = [
+    "Hello world!",
+    "What is the capital of France?",
+    "The quick brown fox jumps over the lazy dog.",
+    "Größe, Übermaß, äöü ß: Der Bär läuft über die Brücke.",
+    "Straße und Mädchen schön",
+    "机器学习 and 日本語のテキスト 한국어",
+    "中文文本嵌入模型",
+    "  double  spaces  and trailing  ",
+    "Numbers 3.14159 and 1,000,000! 2024-05-17",
+    "def f(x): return x**2  # comment",
+    LONG,
+    "word",
+]
+
+FIXTURES = {
+    "v3": ("jina-v3", "original"),
+    "v2-small": ("jina-v2-small", None),
+    "v2-base": ("jina-v2-base", None),  # 6 heads: non power-of-2 ALiBi slopes
+}
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("indep-ckpt")
+    return {key: write_fixture(name, root / key, size="tiny", layout=layout, seed=0)
+            for key, (name, layout) in FIXTURES.items()}
+
+
+@pytest.fixture(scope="module")
+def reference(ckpt: dict[str, Path]) -> Callable[..., np.ndarray]:
+    """Memoised reference embeddings of TEXTS: reference(key, task=None, theta=None)."""
+    cache: dict[tuple, np.ndarray] = {}
+
+    def get(key: str, task: str | None = None, theta: float | None = None) -> np.ndarray:
+        if (key, task, theta) not in cache:
+            if key == "v3":
+                cache[key, task, theta] = v3_original_reference(ckpt[key], TEXTS, task, rope_theta=theta)
+            else:
+                cache[key, task, theta] = v2_reference(ckpt[key], TEXTS)
+        return cache[key, task, theta]
+
+    return get
+
+
+def v3_tasks(ckpt: dict[str, Path]) -> list[str]:
+    tasks = json.loads((ckpt["v3"] / "config.json").read_text())["lora_adaptations"]
+    assert len(tasks) >= 2
+    return tasks
+
+
+def mismatch(got: np.ndarray, want: np.ndarray, label: str) -> str | None:
+    """None when `got` meets the bars against `want`, else a line saying by how much and where it does not."""
+    got = np.asarray(got, dtype=np.float64)
+    if got.shape != want.shape:
+        return f"{label}: shape {got.shape} != reference {want.shape}"
+    cos = (got * want).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
+    diff = np.abs(got - want).max(1)
+    if cos.min() >= MIN_COS and diff.max() <= MAX_ABS:
+        return None
+    worst = int(np.argmax(diff))
+    return (f"{label}: min cosine {cos.min():.8f} (text {int(np.argmin(cos))}), max abs diff {diff.max():.2e} "
+            f"(text {worst}: {TEXTS[worst][:40]!r})")
+
+
+def assert_all_match(results: list[tuple[np.ndarray, np.ndarray, str]]) -> None:
+    failures = [m for got, want, label in results if (m := mismatch(got, want, label)) is not None]
+    assert not failures, "\n".join(failures)
+
+
+# ---- the reference can tell the difference (so the comparisons below can fail) -----------------------------
+
+
+def test_reference_distinguishes_tasks(reference: Callable[..., np.ndarray]) -> None:
+    query, separation = reference("v3", "retrieval.query"), reference("v3", "separation")
+    classification = reference("v3", "classification")
+    assert np.abs(query - separation).max() > 1e-3
+    assert np.abs(classification - separation).max() > 1e-3  # same (empty) prefix: only the adapter differs
+
+
+def test_reference_distinguishes_rope_theta(ckpt: dict[str, Path]) -> None:
+    a = v3_original_reference(ckpt["v3"], [LONG], "separation", rope_theta=10000.0)
+    b = v3_original_reference(ckpt["v3"], [LONG], "separation", rope_theta=20000.0)
+    assert np.abs(a - b).max() > 1e-3
+
+
+def test_reference_padded_batches_agree_with_one_at_a_time(ckpt: dict[str, Path],
+                                                           reference: Callable[..., np.ndarray]) -> None:
+    batched = v3_original_reference(ckpt["v3"], TEXTS, "retrieval.passage", batch_size=len(TEXTS))
+    assert np.abs(batched - reference("v3", "retrieval.passage")).max() < 1e-10
+    batched = v2_reference(ckpt["v2-base"], TEXTS, batch_size=len(TEXTS))
+    assert np.abs(batched - reference("v2-base")).max() < 1e-10
+    np.testing.assert_allclose(np.linalg.norm(batched, axis=1), 1.0, atol=1e-12)
+
+
+def test_alibi_slopes_non_power_of_two() -> None:
+    assert alibi_slopes(4) == [0.25, 0.0625, 0.015625, 0.00390625]
+    assert alibi_slopes(6) == [0.25, 0.0625, 0.015625, 0.00390625, 0.5, 0.125]
+
+
+# ---- embcc's torch reference -----------------------------------------------------------------------------------
+
+
+def test_v3_torch_matches_reference_for_every_task(ckpt: dict[str, Path],
+                                                   reference: Callable[..., np.ndarray]) -> None:
+    embedder = TorchEmbedder(load(ckpt["v3"]))
+    assert_all_match([(embedder.encode(TEXTS, task=t), reference("v3", t), f"torch {t}") for t in v3_tasks(ckpt)])
+
+
+def test_v3_torch_matches_reference_with_rope_theta(ckpt: dict[str, Path],
+                                                    reference: Callable[..., np.ndarray]) -> None:
+    embedder = TorchEmbedder(load(ckpt["v3"]), rope_theta=10000.0)
+    assert_all_match([(embedder.encode(TEXTS, task="retrieval.query"),
+                       reference("v3", "retrieval.query", 10000.0), "torch retrieval.query theta=10000")])
+
+
+@pytest.mark.parametrize("key", ["v2-small", "v2-base"])
+def test_v2_torch_matches_reference(ckpt: dict[str, Path], reference: Callable[..., np.ndarray], key: str) -> None:
+    assert_all_match([(TorchEmbedder(load(ckpt[key])).encode(TEXTS), reference(key), f"torch {key}")])
+
+
+# ---- exported ONNX artifacts -----------------------------------------------------------------------------------
+
+
+def test_v3_onnx_keep_matches_reference_for_every_task(ckpt: dict[str, Path], reference: Callable[..., np.ndarray],
+                                                       tmp_path: Path) -> None:
+    artifact = open_artifact(export(ckpt["v3"], tmp_path / "keep", lora="keep"))
+    assert_all_match([(artifact.encode(TEXTS, task=t), reference("v3", t), f"onnx keep {t}") for t in v3_tasks(ckpt)])
+
+
+def test_v3_onnx_merge_matches_reference(ckpt: dict[str, Path], reference: Callable[..., np.ndarray],
+                                         tmp_path: Path) -> None:
+    out = export(ckpt["v3"], tmp_path / "merge", lora="merge", task="retrieval.query")
+    artifact = open_artifact(out / "retrieval.query")
+    assert_all_match([(artifact.encode(TEXTS, task="retrieval.query"), reference("v3", "retrieval.query"),
+                       "onnx merge retrieval.query")])
+
+
+@pytest.mark.parametrize("key", ["v2-small", "v2-base"])
+def test_v2_onnx_matches_reference(ckpt: dict[str, Path], reference: Callable[..., np.ndarray], tmp_path: Path,
+                                   key: str) -> None:
+    artifact = open_artifact(export(ckpt[key], tmp_path / key))
+    assert_all_match([(artifact.encode(TEXTS), reference(key), f"onnx {key}")])
