@@ -70,10 +70,10 @@ def bench(artifact: str | Path, reference: str | Path, *, threads: int | None = 
     for name, (batch, length) in REGIMES.items():
         ids = rng.integers(5, min(vocab, 30000), size=(batch, length)).astype(np.int64)
         mask = np.ones_like(ids)
-        t_art = _time(lambda: embedder._embed(ids, mask, task_id), seconds)
+        t_art = _time(lambda ids=ids, mask=mask: embedder._embed(ids, mask, task_id), seconds)
         tids, tmask = torch.from_numpy(ids), torch.from_numpy(mask)
 
-        def run_torch() -> None:
+        def run_torch(tids: torch.Tensor = tids, tmask: torch.Tensor = tmask) -> None:
             with torch.inference_mode():
                 graph(tids, tmask)
 

@@ -4,17 +4,26 @@ The re-implementations in `reference_impls.py` read the published checkpoint lay
 loader, no embcc or transformers model code), so a mistake in embcc's key renaming, Wqkv splitting, adapter
 scaling/merging, RoPE, ALiBi or pooling would make these comparisons fail. The fixtures are random-weight
 checkpoints written by embcc's own fixture writer in the published layouts.
+
+Random tiny weights attend almost uniformly, which makes the pooled vectors nearly blind to the RoPE base: on
+the plain v3 fixture, theta 10000 and 20000 differ by only ~1e-4 (no more than the comparison bar allows), so
+a wrong theta would pass there. "v3-sharp" is the same checkpoint with the query and key rows of every fused
+Wqkv scaled by 4 (exact in bfloat16): its attention is peaked like a trained model's, and the theta differences
+become ~1e-3 on every text. The v3 comparisons run on both.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from reference_impls import alibi_slopes, v2_reference, v3_original_reference
+from safetensors.torch import load_file, save_file
 
 from embcc.families import load, write_fixture
 from embcc.pipeline import export
@@ -51,6 +60,7 @@ TEXTS = [
     "word",
 ]
 
+SHARPEN = 4.0
 FIXTURES = {
     "v3": ("jina-v3", "original"),
     "v2-small": ("jina-v2-small", None),
@@ -58,11 +68,25 @@ FIXTURES = {
 }
 
 
+def sharpen_attention(ckpt: Path, out: Path, factor: float) -> Path:
+    """A copy of an original-layout v3 checkpoint with the q and k rows of every fused Wqkv scaled by `factor`."""
+    shutil.copytree(ckpt, out)
+    tensors = load_file(str(out / "model.safetensors"))
+    for key, w in tensors.items():
+        if key.endswith(".mixer.Wqkv.parametrizations.weight.original"):
+            h = w.shape[1]
+            tensors[key] = torch.cat([w[: 2 * h] * factor, w[2 * h :]]).contiguous()
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    return out
+
+
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("indep-ckpt")
-    return {key: write_fixture(name, root / key, size="tiny", layout=layout, seed=0)
-            for key, (name, layout) in FIXTURES.items()}
+    out = {key: write_fixture(name, root / key, size="tiny", layout=layout, seed=0)
+           for key, (name, layout) in FIXTURES.items()}
+    out["v3-sharp"] = sharpen_attention(out["v3"], root / "v3-sharp", SHARPEN)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +96,7 @@ def reference(ckpt: dict[str, Path]) -> Callable[..., np.ndarray]:
 
     def get(key: str, task: str | None = None, theta: float | None = None) -> np.ndarray:
         if (key, task, theta) not in cache:
-            if key == "v3":
+            if key.startswith("v3"):
                 cache[key, task, theta] = v3_original_reference(ckpt[key], TEXTS, task, rope_theta=theta)
             else:
                 cache[key, task, theta] = v2_reference(ckpt[key], TEXTS)
@@ -109,17 +133,22 @@ def assert_all_match(results: list[tuple[np.ndarray, np.ndarray, str]]) -> None:
 # ---- the reference can tell the difference (so the comparisons below can fail) -----------------------------
 
 
-def test_reference_distinguishes_tasks(reference: Callable[..., np.ndarray]) -> None:
-    query, separation = reference("v3", "retrieval.query"), reference("v3", "separation")
-    classification = reference("v3", "classification")
+@pytest.mark.parametrize("key", ["v3", "v3-sharp"])
+def test_reference_distinguishes_tasks(reference: Callable[..., np.ndarray], key: str) -> None:
+    query, separation = reference(key, "retrieval.query"), reference(key, "separation")
+    classification = reference(key, "classification")
     assert np.abs(query - separation).max() > 1e-3
     assert np.abs(classification - separation).max() > 1e-3  # same (empty) prefix: only the adapter differs
 
 
-def test_reference_distinguishes_rope_theta(ckpt: dict[str, Path]) -> None:
-    a = v3_original_reference(ckpt["v3"], [LONG], "separation", rope_theta=10000.0)
-    b = v3_original_reference(ckpt["v3"], [LONG], "separation", rope_theta=20000.0)
+def test_reference_distinguishes_rope_theta(ckpt: dict[str, Path], reference: Callable[..., np.ndarray]) -> None:
+    assert json.loads((ckpt["v3-sharp"] / "config.json").read_text())["rotary_emb_base"] == 20000.0
+    a = v3_original_reference(ckpt["v3-sharp"], [LONG], "separation", rope_theta=10000.0)
+    b = v3_original_reference(ckpt["v3-sharp"], [LONG], "separation", rope_theta=20000.0)
     assert np.abs(a - b).max() > 1e-3
+    # the default (config) theta against 10000, on every text: beyond the bar, so a wrong theta fails
+    default, other = reference("v3-sharp", "retrieval.query"), reference("v3-sharp", "retrieval.query", 10000.0)
+    assert np.abs(default - other).max(1).min() > 5 * MAX_ABS
 
 
 def test_reference_padded_batches_agree_with_one_at_a_time(ckpt: dict[str, Path],
@@ -139,17 +168,23 @@ def test_alibi_slopes_non_power_of_two() -> None:
 # ---- embcc's torch reference -----------------------------------------------------------------------------------
 
 
-def test_v3_torch_matches_reference_for_every_task(ckpt: dict[str, Path],
-                                                   reference: Callable[..., np.ndarray]) -> None:
-    embedder = TorchEmbedder(load(ckpt["v3"]))
-    assert_all_match([(embedder.encode(TEXTS, task=t), reference("v3", t), f"torch {t}") for t in v3_tasks(ckpt)])
+V3_KEYS = ["v3", "v3-sharp"]
 
 
-def test_v3_torch_matches_reference_with_rope_theta(ckpt: dict[str, Path],
-                                                    reference: Callable[..., np.ndarray]) -> None:
-    embedder = TorchEmbedder(load(ckpt["v3"]), rope_theta=10000.0)
+@pytest.mark.parametrize("key", V3_KEYS)
+def test_v3_torch_matches_reference_for_every_task(ckpt: dict[str, Path], reference: Callable[..., np.ndarray],
+                                                   key: str) -> None:
+    embedder = TorchEmbedder(load(ckpt[key]))
+    assert_all_match([(embedder.encode(TEXTS, task=t), reference(key, t), f"{key} torch {t}")
+                      for t in v3_tasks(ckpt)])
+
+
+@pytest.mark.parametrize("key", V3_KEYS)
+def test_v3_torch_matches_reference_with_rope_theta(ckpt: dict[str, Path], reference: Callable[..., np.ndarray],
+                                                    key: str) -> None:
+    embedder = TorchEmbedder(load(ckpt[key]), rope_theta=10000.0)
     assert_all_match([(embedder.encode(TEXTS, task="retrieval.query"),
-                       reference("v3", "retrieval.query", 10000.0), "torch retrieval.query theta=10000")])
+                       reference(key, "retrieval.query", 10000.0), f"{key} torch retrieval.query theta=10000")])
 
 
 @pytest.mark.parametrize("key", ["v2-small", "v2-base"])
@@ -160,18 +195,21 @@ def test_v2_torch_matches_reference(ckpt: dict[str, Path], reference: Callable[.
 # ---- exported ONNX artifacts -----------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("key", V3_KEYS)
 def test_v3_onnx_keep_matches_reference_for_every_task(ckpt: dict[str, Path], reference: Callable[..., np.ndarray],
-                                                       tmp_path: Path) -> None:
-    artifact = open_artifact(export(ckpt["v3"], tmp_path / "keep", lora="keep"))
-    assert_all_match([(artifact.encode(TEXTS, task=t), reference("v3", t), f"onnx keep {t}") for t in v3_tasks(ckpt)])
+                                                       tmp_path: Path, key: str) -> None:
+    artifact = open_artifact(export(ckpt[key], tmp_path / "keep", lora="keep"))
+    assert_all_match([(artifact.encode(TEXTS, task=t), reference(key, t), f"{key} onnx keep {t}")
+                      for t in v3_tasks(ckpt)])
 
 
+@pytest.mark.parametrize("key", V3_KEYS)
 def test_v3_onnx_merge_matches_reference(ckpt: dict[str, Path], reference: Callable[..., np.ndarray],
-                                         tmp_path: Path) -> None:
-    out = export(ckpt["v3"], tmp_path / "merge", lora="merge", task="retrieval.query")
+                                         tmp_path: Path, key: str) -> None:
+    out = export(ckpt[key], tmp_path / "merge", lora="merge", task="retrieval.query")
     artifact = open_artifact(out / "retrieval.query")
-    assert_all_match([(artifact.encode(TEXTS, task="retrieval.query"), reference("v3", "retrieval.query"),
-                       "onnx merge retrieval.query")])
+    assert_all_match([(artifact.encode(TEXTS, task="retrieval.query"), reference(key, "retrieval.query"),
+                       f"{key} onnx merge retrieval.query")])
 
 
 @pytest.mark.parametrize("key", ["v2-small", "v2-base"])

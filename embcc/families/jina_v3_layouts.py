@@ -124,7 +124,7 @@ def read_peft_adapters(path: Path, tasks: list[str]) -> LoraSet | None:
         raise EmbccError(f"{path} has no adapter folder {task_folder(missing[0])}/ for task {missing[0]}",
                          "copy every adapter folder published with the model")
     per_task: list[dict[str, LoraWeights]] = []
-    for task, folder in present.items():
+    for folder in present.values():
         if not (folder / "adapter_model.safetensors").is_file():
             raise EmbccError(f"{folder} has no adapter_model.safetensors", "copy the adapter weights (safetensors only)")
         try:
