@@ -22,7 +22,7 @@ from tokenizers import Tokenizer
 F64 = torch.float64
 
 
-# ---- shared pieces ---------------------------------------------------------------------------------------------
+# ---- shared pieces -----------------------------------------------------------------------------------------
 
 
 def _read(ckpt_dir: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -97,7 +97,7 @@ def _in_batches(rows: list[list[int]], batch_size: int) -> list[list[list[int]]]
     return [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
 
 
-# ---- jina-embeddings-v3, original layout (jinaai/jina-embeddings-v3) --------------------------------------------
+# ---- jina-embeddings-v3, original layout (jinaai/jina-embeddings-v3) ---------------------------------------
 
 
 def _v3_weight(sd: dict[str, torch.Tensor], module: str, task: int | None, scaling: float,
@@ -184,7 +184,7 @@ def v3_original_reference(ckpt_dir: str | Path, texts: Sequence[str], task: str 
     return np.concatenate(out)
 
 
-# ---- jina-embeddings-v2 (JinaBERT) --------------------------------------------------------------------------------
+# ---- jina-embeddings-v2 (JinaBERT) -------------------------------------------------------------------------
 
 
 def alibi_slopes(n: int) -> list[float]:

@@ -8,8 +8,9 @@ checkpoints written by embcc's own fixture writer in the published layouts.
 Random tiny weights attend almost uniformly, which makes the pooled vectors nearly blind to the RoPE base: on
 the plain v3 fixture, theta 10000 and 20000 differ by only ~1e-4 (no more than the comparison bar allows), so
 a wrong theta would pass there. "v3-sharp" is the same checkpoint with the query and key rows of every fused
-Wqkv scaled by 4 (exact in bfloat16): its attention is peaked like a trained model's, and the theta differences
-become ~1e-3 on every text. The v3 comparisons run on both.
+Wqkv scaled by 4 (exact in bfloat16): its attention is peaked like a trained model's, and the theta
+differences become ~1e-3 on every text. The v3 comparisons run on both (the one merge export on v3-sharp
+only).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from embcc.families import load, write_fixture
 from embcc.pipeline import export
 from embcc.runtimes import open_artifact
 from embcc.runtimes.torch_ref import TorchEmbedder
+
+Ref = Callable[..., np.ndarray]  # reference(key, task=None, theta=None) -> [N, H]
 
 MIN_COS = 0.99999
 MAX_ABS = 1e-4  # embcc computes in float32, the reference in float64
@@ -69,7 +72,7 @@ FIXTURES = {
 
 
 def sharpen_attention(ckpt: Path, out: Path, factor: float) -> Path:
-    """A copy of an original-layout v3 checkpoint with the q and k rows of every fused Wqkv scaled by `factor`."""
+    """A copy of an original-layout v3 checkpoint, the q and k rows of every fused Wqkv scaled by `factor`."""
     shutil.copytree(ckpt, out)
     tensors = load_file(str(out / "model.safetensors"))
     for key, w in tensors.items():
@@ -90,7 +93,7 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def reference(ckpt: dict[str, Path]) -> Callable[..., np.ndarray]:
+def reference(ckpt: dict[str, Path]) -> Ref:
     """Memoised reference embeddings of TEXTS: reference(key, task=None, theta=None)."""
     cache: dict[tuple, np.ndarray] = {}
 
@@ -121,8 +124,8 @@ def mismatch(got: np.ndarray, want: np.ndarray, label: str) -> str | None:
     if cos.min() >= MIN_COS and diff.max() <= MAX_ABS:
         return None
     worst = int(np.argmax(diff))
-    return (f"{label}: min cosine {cos.min():.8f} (text {int(np.argmin(cos))}), max abs diff {diff.max():.2e} "
-            f"(text {worst}: {TEXTS[worst][:40]!r})")
+    return (f"{label}: min cosine {cos.min():.8f} (text {int(np.argmin(cos))}), "
+            f"max abs diff {diff.max():.2e} (text {worst}: {TEXTS[worst][:40]!r})")
 
 
 def assert_all_match(results: list[tuple[np.ndarray, np.ndarray, str]]) -> None:
@@ -134,25 +137,26 @@ def assert_all_match(results: list[tuple[np.ndarray, np.ndarray, str]]) -> None:
 
 
 @pytest.mark.parametrize("key", ["v3", "v3-sharp"])
-def test_reference_distinguishes_tasks(reference: Callable[..., np.ndarray], key: str) -> None:
+def test_reference_distinguishes_tasks(reference: Ref, key: str) -> None:
     query, separation = reference(key, "retrieval.query"), reference(key, "separation")
     classification = reference(key, "classification")
     assert np.abs(query - separation).max() > 1e-3
     assert np.abs(classification - separation).max() > 1e-3  # same (empty) prefix: only the adapter differs
 
 
-def test_reference_distinguishes_rope_theta(ckpt: dict[str, Path], reference: Callable[..., np.ndarray]) -> None:
+def test_reference_distinguishes_rope_theta(ckpt: dict[str, Path], reference: Ref) -> None:
     assert json.loads((ckpt["v3-sharp"] / "config.json").read_text())["rotary_emb_base"] == 20000.0
     a = v3_original_reference(ckpt["v3-sharp"], [LONG], "separation", rope_theta=10000.0)
     b = v3_original_reference(ckpt["v3-sharp"], [LONG], "separation", rope_theta=20000.0)
     assert np.abs(a - b).max() > 1e-3
     # the default (config) theta against 10000, on every text: beyond the bar, so a wrong theta fails
-    default, other = reference("v3-sharp", "retrieval.query"), reference("v3-sharp", "retrieval.query", 10000.0)
+    default = reference("v3-sharp", "retrieval.query")
+    other = reference("v3-sharp", "retrieval.query", 10000.0)
     assert np.abs(default - other).max(1).min() > 5 * MAX_ABS
 
 
 def test_reference_padded_batches_agree_with_one_at_a_time(ckpt: dict[str, Path],
-                                                           reference: Callable[..., np.ndarray]) -> None:
+                                                           reference: Ref) -> None:
     batched = v3_original_reference(ckpt["v3"], TEXTS, "retrieval.passage", batch_size=len(TEXTS))
     assert np.abs(batched - reference("v3", "retrieval.passage")).max() < 1e-10
     batched = v2_reference(ckpt["v2-base"], TEXTS, batch_size=len(TEXTS))
@@ -165,14 +169,14 @@ def test_alibi_slopes_non_power_of_two() -> None:
     assert alibi_slopes(6) == [0.25, 0.0625, 0.015625, 0.00390625, 0.5, 0.125]
 
 
-# ---- embcc's torch reference -----------------------------------------------------------------------------------
+# ---- embcc's torch reference -------------------------------------------------------------------------------
 
 
 V3_KEYS = ["v3", "v3-sharp"]
 
 
 @pytest.mark.parametrize("key", V3_KEYS)
-def test_v3_torch_matches_reference_for_every_task(ckpt: dict[str, Path], reference: Callable[..., np.ndarray],
+def test_v3_torch_matches_reference_for_every_task(ckpt: dict[str, Path], reference: Ref,
                                                    key: str) -> None:
     embedder = TorchEmbedder(load(ckpt[key]))
     assert_all_match([(embedder.encode(TEXTS, task=t), reference(key, t), f"{key} torch {t}")
@@ -180,40 +184,40 @@ def test_v3_torch_matches_reference_for_every_task(ckpt: dict[str, Path], refere
 
 
 @pytest.mark.parametrize("key", V3_KEYS)
-def test_v3_torch_matches_reference_with_rope_theta(ckpt: dict[str, Path], reference: Callable[..., np.ndarray],
+def test_v3_torch_matches_reference_with_rope_theta(ckpt: dict[str, Path], reference: Ref,
                                                     key: str) -> None:
     embedder = TorchEmbedder(load(ckpt[key]), rope_theta=10000.0)
-    assert_all_match([(embedder.encode(TEXTS, task="retrieval.query"),
-                       reference(key, "retrieval.query", 10000.0), f"{key} torch retrieval.query theta=10000")])
+    got = embedder.encode(TEXTS, task="retrieval.query")
+    want = reference(key, "retrieval.query", 10000.0)
+    assert_all_match([(got, want, f"{key} torch retrieval.query theta=10000")])
 
 
 @pytest.mark.parametrize("key", ["v2-small", "v2-base"])
-def test_v2_torch_matches_reference(ckpt: dict[str, Path], reference: Callable[..., np.ndarray], key: str) -> None:
+def test_v2_torch_matches_reference(ckpt: dict[str, Path], reference: Ref, key: str) -> None:
     assert_all_match([(TorchEmbedder(load(ckpt[key])).encode(TEXTS), reference(key), f"torch {key}")])
 
 
-# ---- exported ONNX artifacts -----------------------------------------------------------------------------------
+# ---- exported ONNX artifacts -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("key", V3_KEYS)
-def test_v3_onnx_keep_matches_reference_for_every_task(ckpt: dict[str, Path], reference: Callable[..., np.ndarray],
+def test_v3_onnx_keep_matches_reference_for_every_task(ckpt: dict[str, Path], reference: Ref,
                                                        tmp_path: Path, key: str) -> None:
     artifact = open_artifact(export(ckpt[key], tmp_path / "keep", lora="keep"))
     assert_all_match([(artifact.encode(TEXTS, task=t), reference(key, t), f"{key} onnx keep {t}")
                       for t in v3_tasks(ckpt)])
 
 
-@pytest.mark.parametrize("key", V3_KEYS)
-def test_v3_onnx_merge_matches_reference(ckpt: dict[str, Path], reference: Callable[..., np.ndarray],
-                                         tmp_path: Path, key: str) -> None:
-    out = export(ckpt[key], tmp_path / "merge", lora="merge", task="retrieval.query")
+def test_v3_onnx_merge_matches_reference(ckpt: dict[str, Path], reference: Ref,
+                                         tmp_path: Path) -> None:
+    out = export(ckpt["v3-sharp"], tmp_path / "merge", lora="merge", task="retrieval.query")
     artifact = open_artifact(out / "retrieval.query")
-    assert_all_match([(artifact.encode(TEXTS, task="retrieval.query"), reference(key, "retrieval.query"),
-                       f"{key} onnx merge retrieval.query")])
+    got = artifact.encode(TEXTS, task="retrieval.query")
+    assert_all_match([(got, reference("v3-sharp", "retrieval.query"), "v3-sharp onnx merge retrieval.query")])
 
 
 @pytest.mark.parametrize("key", ["v2-small", "v2-base"])
-def test_v2_onnx_matches_reference(ckpt: dict[str, Path], reference: Callable[..., np.ndarray], tmp_path: Path,
+def test_v2_onnx_matches_reference(ckpt: dict[str, Path], reference: Ref, tmp_path: Path,
                                    key: str) -> None:
     artifact = open_artifact(export(ckpt[key], tmp_path / key))
     assert_all_match([(artifact.encode(TEXTS), reference(key), f"onnx {key}")])
