@@ -24,7 +24,7 @@ def build(checkpoint: Path | None, out: Path, *, rope_theta: float | None = None
         print(f"no checkpoint given: wrote a tiny random-weight jina-embeddings-v3 fixture to {checkpoint}")
         if max_length is None:
             max_length = DEMO_MAX_LENGTH
-            print(f"(the demo artifacts truncate at {max_length} tokens so that it runs in about a minute)")
+            print(f"(the demo artifacts truncate at {max_length} tokens to keep the demo to about two minutes)")
     bundle = load(checkpoint)
     modes = ["merge", "keep"] if bundle.lora is not None else [None]
     ok = True
