@@ -23,10 +23,11 @@ LORA_MODES = ("merge", "keep")
 
 
 def check_options(
-    bundle: Bundle, *, fmt: str, task: str | None, lora: str | None, rope_theta: float | None,
+    bundle: Bundle, *, fmt: str, task: str | None, lora: str | None,
     max_length: int | None, precision: str,
 ) -> tuple[str | None, list[str]]:
-    """Refuse what does not apply before any work is done; returns the LoRA mode and the tasks to export."""
+    """Refuse what does not apply before any work is done; returns the LoRA mode and the tasks to export.
+    (--rope-theta is checked once, in export.graph.adapt, which the torch reference uses too.)"""
     if fmt in PLANNED_FORMATS:
         raise EmbccError(f"format {fmt!r} is not implemented yet", f"use --format {' or '.join(FORMATS)}")
     if fmt not in FORMATS:
@@ -41,8 +42,6 @@ def check_options(
             raise EmbccError(f"{spec.family} has no task adapters, so --lora does not apply", "leave out --lora")
         if not spec.tasks and task is not None:
             raise EmbccError(f"{spec.family} has no tasks, so --task does not apply", "leave out --task")
-    if rope_theta is not None and spec.position != "rope":
-        raise EmbccError(f"{spec.family} uses {spec.position} positions, so --rope-theta does not apply", "leave out --rope-theta")
     if max_length is not None and not 1 < max_length <= spec.max_length:
         raise EmbccError(f"--max-length {max_length} is outside 2..{spec.max_length} for {spec.family}", f"pass at most {spec.max_length}")
     mode = None if bundle.lora is None else (lora or "merge")
@@ -61,7 +60,7 @@ def export(
     if out.exists():
         raise EmbccError(f"output {out} already exists", "choose a new --out directory or remove the old one")
     bundle = bundle or load(checkpoint)
-    mode, tasks = check_options(bundle, fmt=fmt, task=task, lora=lora, rope_theta=rope_theta,
+    mode, tasks = check_options(bundle, fmt=fmt, task=task, lora=lora,
                                 max_length=max_length, precision=precision)
     options = {"format": fmt, "lora": mode, "tasks": tasks, "rope_theta": rope_theta, "max_length": max_length,
                "precision": precision}

@@ -120,8 +120,6 @@ def read_safetensors(files: list[Path]) -> dict[str, torch.Tensor]:
             with safe_open(str(f), framework="pt") as sf:
                 for k in sf.keys():
                     out[k] = sf.get_tensor(k)
-        except EmbccError:
-            raise
         except Exception as e:  # safetensors raises its own error types for corrupt headers
             raise EmbccError(f"{f} is not a readable safetensors file ({e})", "re-download or re-convert it") from e
     return out

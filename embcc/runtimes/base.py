@@ -69,6 +69,7 @@ class Embedder(ABC):
         self.tokenizer = Tokenizer.from_file(str(tokenizer_json))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length)
+        self.pad_id = self._pad_id()
 
     def prefixed(self, texts: Sequence[str], task: str | None) -> tuple[list[str], Task | None]:
         if isinstance(texts, str):
@@ -84,15 +85,14 @@ class Embedder(ABC):
     def batch(self, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         """Right-padded int64 input_ids and attention_mask."""
         width = max(2, max(len(x) for x in ids))
-        pad = self.spec_pad_id()
-        input_ids = np.full((len(ids), width), pad, dtype=np.int64)
+        input_ids = np.full((len(ids), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(ids), width), dtype=np.int64)
         for i, row in enumerate(ids):
             input_ids[i, : len(row)] = row
             mask[i, : len(row)] = 1
         return input_ids, mask
 
-    def spec_pad_id(self) -> int:
+    def _pad_id(self) -> int:
         for tok in ("<pad>", "[PAD]", "<|endoftext|>"):
             i = self.tokenizer.token_to_id(tok)
             if i is not None:
