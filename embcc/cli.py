@@ -33,7 +33,14 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--lora", default=None, help="merge (default) | keep")
         q.add_argument("--rope-theta", type=float, default=None, help="RoPE base (default: the checkpoint's)")
         q.add_argument("--max-length", type=int, default=None, help="truncation length recorded in the artifact")
-        q.add_argument("--precision", default="fp32", help="fp32")
+        q.add_argument("--precision", default="fp32", help="fp32 | fp16 | int8 (ONNX)")
+        c = q.add_argument_group("calibration (--precision fp16 or int8)")
+        c.add_argument("--calibration", type=Path, default=None,
+                       help="texts to calibrate on: one per line, or JSON lines {\"text\", \"task\"} (default: built-in corpus)")
+        c.add_argument("--calibration-method", default=None, help="minmax (default) | entropy | percentile (int8 static)")
+        c.add_argument("--calibration-max-length", type=int, default=None, help="token cap per calibration text (default 512)")
+        c.add_argument("--int8-mode", default=None, help="static (default: QDQ, calibrated) | dynamic")
+        c.add_argument("--cache-dir", type=Path, default=None, help="calibration cache (default ~/.cache/embcc)")
 
     e = sub.add_parser("export", help="export a checkpoint to an artifact directory")
     e.add_argument("checkpoint", type=Path)
@@ -81,7 +88,10 @@ def _run(args: argparse.Namespace) -> int:
         from embcc.pipeline import export
 
         out = export(args.checkpoint, args.out, fmt=args.fmt, task=args.task, lora=args.lora,
-                     rope_theta=args.rope_theta, max_length=args.max_length, precision=args.precision)
+                     rope_theta=args.rope_theta, max_length=args.max_length, precision=args.precision,
+                     calibration=args.calibration, calibration_method=args.calibration_method,
+                     int8_mode=args.int8_mode, calibration_max_length=args.calibration_max_length,
+                     cache_dir=args.cache_dir)
         print(f"wrote {out}")
         return 0
     if args.command == "verify":

@@ -7,9 +7,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
+import tempfile
 from pathlib import Path
 
+from embcc.calibration import Calibration
+from embcc.calibration import check as calibration_check
 from embcc.errors import EmbccError
 from embcc.export.artifact import staged_dir, write_manifest
 from embcc.export.graph import adapt, resolve_tasks
@@ -18,7 +22,6 @@ from embcc.modelspec import SPEC_FILE, ModelSpec
 
 FORMATS = ("onnx",)
 PLANNED_FORMATS = ("gguf", "tensorrt")
-PRECISIONS = ("fp32",)
 LORA_MODES = ("merge", "keep")
 
 
@@ -32,8 +35,6 @@ def check_options(
         raise EmbccError(f"format {fmt!r} is not implemented yet", f"use --format {' or '.join(FORMATS)}")
     if fmt not in FORMATS:
         raise EmbccError(f"unknown format {fmt!r}", f"choose one of: {', '.join(FORMATS)}")
-    if precision not in PRECISIONS:
-        raise EmbccError(f"precision {precision!r} is not available for {fmt} yet", f"use --precision {PRECISIONS[0]}")
     spec = bundle.spec
     if lora is not None and lora not in LORA_MODES:
         raise EmbccError(f"unknown --lora mode {lora!r}", "choose merge or keep")
@@ -53,39 +54,58 @@ def check_options(
 def export(
     checkpoint: str | Path, out: str | Path, *, fmt: str = "onnx", task: str | None = None, lora: str | None = None,
     rope_theta: float | None = None, max_length: int | None = None, precision: str = "fp32",
-    bundle: Bundle | None = None,
+    calibration: str | Path | None = None, calibration_method: str | None = None, int8_mode: str | None = None,
+    calibration_max_length: int | None = None, cache_dir: str | Path | None = None, bundle: Bundle | None = None,
 ) -> Path:
-    """Export one checkpoint; returns the artifact directory. Nothing is left at `out` on failure."""
+    """Export one checkpoint; returns the artifact directory. Nothing is left at `out` on failure.
+
+    precision fp16/int8 calibrates on the built-in corpus or on `calibration` (a text or JSON-lines file)."""
     out = Path(out)
     if out.exists():
         raise EmbccError(f"output {out} already exists", "choose a new --out directory or remove the old one")
     bundle = bundle or load(checkpoint)
     mode, tasks = check_options(bundle, fmt=fmt, task=task, lora=lora,
                                 max_length=max_length, precision=precision)
+    calib = calibration_check(precision, bundle.spec, file=calibration, method=calibration_method,
+                              int8_mode=int8_mode, max_length=calibration_max_length, cache_dir=cache_dir, fmt=fmt)
     options = {"format": fmt, "lora": mode, "tasks": tasks, "rope_theta": rope_theta, "max_length": max_length,
                "precision": precision}
+    if calib is not None:
+        options["calibration"] = {"source": calib.source, "method": calib.method, "max_length": calib.max_length,
+                                  **({"int8_mode": calib.int8_mode} if precision == "int8" else {})}
     with staged_dir(out) as tmp:
         if mode == "merge":
             for name in tasks:
                 (tmp / name).mkdir()
-                _write_one(bundle, tmp / name, task=name, lora="merge", rope_theta=rope_theta, max_length=max_length)
+                _write_one(bundle, tmp / name, task=name, lora="merge", rope_theta=rope_theta, max_length=max_length,
+                           precision=precision, calibration=calib)
         else:
-            _write_one(bundle, tmp, task=None, lora=mode, rope_theta=rope_theta, max_length=max_length)
+            _write_one(bundle, tmp, task=None, lora=mode, rope_theta=rope_theta, max_length=max_length,
+                       precision=precision, calibration=calib)
         write_manifest(tmp, source_sha256=bundle.source_sha256,
                        options={**options, "family": bundle.spec.family, "layout": bundle.layout})
     return out
 
 
 def _write_one(bundle: Bundle, where: Path, *, task: str | None, lora: str | None, rope_theta: float | None,
-               max_length: int | None) -> None:
+               max_length: int | None, precision: str = "fp32", calibration: Calibration | None = None) -> None:
     from embcc.export.onnx import export_onnx
 
     graph, spec = adapt(bundle, task=task, lora=lora, rope_theta=rope_theta)
-    if max_length is not None:
-        spec = dataclasses.replace(spec, max_length=max_length)
-    export_onnx(graph, where)
+    spec = dataclasses.replace(spec, precision=precision, **({"max_length": max_length} if max_length else {}))
     for f in bundle.tokenizer_files:
         shutil.copyfile(f, where / f.name)
+    if calibration is None:
+        export_onnx(graph, where)
+    else:
+        from embcc.calibration import REPORT, lower
+
+        with tempfile.TemporaryDirectory(prefix=".fp32-", dir=where) as fp32:
+            export_onnx(graph, Path(fp32))
+            del graph
+            report = lower(Path(fp32) / "model.onnx", where, precision=precision, spec=spec,
+                           calibration=calibration, checkpoint_sha256=bundle.source_sha256)
+        (where / REPORT).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     (where / SPEC_FILE).write_text(spec.to_json())
 
 

@@ -18,7 +18,7 @@ from embcc.export.artifact import MANIFEST, PARITY
 from embcc.families import Bundle, load
 from embcc.modelspec import ModelSpec
 from embcc.probes import PROBES
-from embcc.runtimes import open_artifact
+from embcc.runtimes import onnx_forms, open_artifact
 from embcc.runtimes.base import Embedder
 
 # precision -> bar: min cosine, max abs diff, mean cosine, ranking agreement (None = not gated)
@@ -99,10 +99,14 @@ def verify(artifact_path: str | Path, reference: str | Path | Bundle, *, texts: 
     rows: list[TaskParity] = []
     for art in artifacts_in(root):
         spec = ModelSpec.read(art)
-        embedder = open_artifact(art)
         ref = TorchEmbedder(bundle, rope_theta=spec.rope_theta, max_length=spec.max_length)
         tasks: list[str | None] = [spec.task] if spec.lora == "merge" else [t.name for t in spec.tasks] or [None]
-        rows += parity(embedder, ref, tasks=tasks, bar=BARS[spec.precision], name=str(art.relative_to(root)) if art != root else ".", texts=texts)
+        name = str(art.relative_to(root)) if art != root else "."
+        forms = onnx_forms(art)
+        for form in forms or [None]:  # every graph an artifact ships is held to the bar
+            label = f"{name} [{form}]" if len(forms) > 1 else name
+            rows += parity(open_artifact(art, model_file=form), ref, tasks=tasks, bar=BARS[spec.precision],
+                           name=label, texts=texts)
     manifest = root / MANIFEST
     source = json.loads(manifest.read_text()).get("source_sha256") if manifest.is_file() else None
     report = {

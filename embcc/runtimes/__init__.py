@@ -7,14 +7,23 @@ from pathlib import Path
 from embcc.errors import EmbccError
 from embcc.runtimes.base import Embedder
 
+ONNX_FORMS = ("model.ort.onnx", "model.onnx")  # ONNX Runtime's own form first, where an artifact has one
 
-def open_artifact(path: Path, *, threads: int | None = None, max_length: int | None = None) -> Embedder:
-    """An Embedder for an artifact directory, chosen by the files it holds."""
+
+def onnx_forms(path: Path) -> list[str]:
+    """The ONNX graphs an artifact holds, the one ONNX Runtime should run first."""
+    return [f for f in ONNX_FORMS if (Path(path) / f).is_file()]
+
+
+def open_artifact(path: Path, *, threads: int | None = None, max_length: int | None = None,
+                  model_file: str | None = None) -> Embedder:
+    """An Embedder for an artifact directory, chosen by the files it holds (or `model_file` in it)."""
     path = Path(path)
-    if (path / "model.onnx").is_file():
+    forms = onnx_forms(path)
+    if forms:
         from embcc.runtimes.onnxrt import OnnxEmbedder
 
-        return OnnxEmbedder(path, threads=threads, max_length=max_length)
+        return OnnxEmbedder(path, threads=threads, max_length=max_length, model_file=model_file or forms[0])
     raise EmbccError(f"{path} holds no artifact embcc can run", "point at a directory written by `embcc export`")
 
 

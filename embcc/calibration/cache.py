@@ -1,0 +1,52 @@
+"""The calibration cache: measured ranges and fp16 decisions, keyed by everything they depend on.
+
+Key = checkpoint hash + corpus hash (texts, tasks, length cap) + method + hash of the fp32 graph they were
+measured on. The same inputs find the same entry, skip calibration and give byte-identical artifacts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from embcc.errors import EmbccError
+
+FORMAT = 1  # bump when what is cached changes meaning
+
+
+def default_dir() -> Path:
+    if os.environ.get("EMBCC_CACHE_DIR"):
+        return Path(os.environ["EMBCC_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "embcc"
+
+
+def graph_hash(model_path: Path) -> str:
+    """sha256 of an ONNX graph and its external data files (if any)."""
+    h = hashlib.sha256()
+    for p in sorted(Path(model_path).parent.glob(Path(model_path).name + "*")):
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def entry(cache_dir: Path | None, *, checkpoint: str, corpus: str, method: str, graph: str, kind: str) -> Path:
+    """The cache file for these inputs (it may not exist yet)."""
+    root = Path(cache_dir) if cache_dir is not None else default_dir()
+    try:
+        (root / "calibration").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EmbccError(f"cannot create the calibration cache in {root} ({e.strerror})",
+                         "pass a writable --cache-dir") from e
+    key = json.dumps({"format": FORMAT, "checkpoint": checkpoint, "corpus": corpus, "method": method,
+                      "graph": graph, "kind": kind}, sort_keys=True)
+    return root / "calibration" / f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

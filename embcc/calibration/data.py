@@ -1,0 +1,115 @@
+"""Calibration texts -> model feeds, prefixed and tokenised exactly as at inference.
+
+Texts come from the built-in corpus (embcc.calibration.corpus, held out from the verify probes) or from
+`--calibration FILE`: one text per line, or JSON lines {"text": ..., "task": optional task name}. A text with
+a task calibrates that task only; a text without one calibrates every task. A merged graph sees its task's
+prefix; a keep graph is fed every task id in turn, each batch with that task's prefix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from embcc.errors import EmbccError
+from embcc.modelspec import ModelSpec
+from embcc.runtimes.base import Embedder
+
+DEFAULT_MAX_LENGTH = 512
+BATCH = 8
+
+
+@dataclass(frozen=True)
+class CalibrationText:
+    text: str
+    task: str | None = None
+
+
+def builtin() -> list[CalibrationText]:
+    from embcc.calibration.corpus import CORPUS
+
+    return [CalibrationText(t) for t in CORPUS]
+
+
+def read_file(path: str | Path) -> list[CalibrationText]:
+    """`--calibration FILE`: plain lines, or JSON lines with "text" and an optional "task"."""
+    path = Path(path)
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise EmbccError(f"cannot read calibration file {path} ({e.__class__.__name__})",
+                         "pass a readable UTF-8 text file, one text per line") from e
+    lines = [line for line in raw.splitlines() if line.strip()]
+    if not lines:
+        raise EmbccError(f"calibration file {path} holds no texts", "put one text per line (or JSON lines with \"text\")")
+    if all(line.lstrip().startswith("{") for line in lines):
+        out = []
+        for n, line in enumerate(lines, 1):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise EmbccError(f"{path} line {n} is not valid JSON ({e.msg})", "fix the line or use plain text lines") from e
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                raise EmbccError(f"{path} line {n} has no string \"text\" field", 'write {"text": "...", "task": "..."}')
+            task = row.get("task")
+            if task is not None and not isinstance(task, str):
+                raise EmbccError(f"{path} line {n}: \"task\" must be a task name", "write the task as a string")
+            out.append(CalibrationText(row["text"], task))
+        return out
+    return [CalibrationText(line) for line in lines]
+
+
+def check_tasks(texts: list[CalibrationText], spec: ModelSpec) -> None:
+    names = {t.name for t in spec.tasks}
+    for t in texts:
+        if t.task is not None and t.task not in names:
+            fix = f"use one of: {', '.join(sorted(names))}" if names else "leave out \"task\": this model has no tasks"
+            raise EmbccError(f"calibration text names task {t.task!r}, which {spec.family} does not have", fix)
+
+
+def corpus_hash(texts: list[CalibrationText], max_length: int) -> str:
+    h = hashlib.sha256(f"max_length={max_length}\n".encode())
+    for t in texts:
+        h.update(json.dumps([t.task, t.text], ensure_ascii=False).encode() + b"\n")
+    return h.hexdigest()
+
+
+class _Tokenise(Embedder):
+    """The Embedder's own prefixing, tokenisation and padding, without a model behind it."""
+
+    runtime = "calibration"
+
+    def _embed(self, input_ids: np.ndarray, attention_mask: np.ndarray, task_id: int | None) -> np.ndarray:
+        raise NotImplementedError
+
+
+def feeds(texts: list[CalibrationText], spec: ModelSpec, tokenizer_json: Path, *, keep: bool,
+          max_length: int = DEFAULT_MAX_LENGTH) -> list[dict[str, np.ndarray]]:
+    """Padded batches for the graph: input_ids, attention_mask (and task_id for a keep graph)."""
+    tok = _Tokenise(spec, tokenizer_json, max_length=max_length)
+    special = set(tok.tokenizer.get_added_tokens_decoder())
+    if keep:
+        groups = [(t, [x.text for x in texts if x.task in (None, t.name)]) for t in spec.tasks]
+    else:
+        task = spec.task_by_name(None)
+        groups = [(task, [x.text for x in texts if x.task is None or task is None or x.task == task.name])]
+    out: list[dict[str, np.ndarray]] = []
+    content = 0
+    for task, group in groups:
+        ids = tok.token_ids(group, task.name if task else None) if group else []
+        content += sum(1 for row in ids if any(i not in special for i in row))
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths share a batch: less padding
+        for start in range(0, len(order), BATCH):
+            input_ids, mask = tok.batch([ids[i] for i in order[start:start + BATCH]])
+            feed = {"input_ids": input_ids, "attention_mask": mask}
+            if keep:
+                feed["task_id"] = np.array(task.id, dtype=np.int64)
+            out.append(feed)
+    if content == 0:
+        raise EmbccError("every calibration text tokenises to nothing but special tokens",
+                         "give calibration texts with real words in them")
+    return out

@@ -1,0 +1,122 @@
+"""fp16 ONNX from measurement: which nodes stay fp32 is decided by running the calibration texts.
+
+1. Range: run the fp32 graph and record every float tensor's largest magnitude. A node whose input or output
+   goes beyond fp16's safe range (65,504 with 8x headroom for inputs calibration never saw) stays fp32.
+2. Error: convert the rest to fp16, run again, and measure each node's own contribution to the error (its
+   output's relative error minus the worst of its inputs'). While the sentence embeddings of the calibration
+   batches are further than TARGET_COSINE from fp32, the worst nodes go back to fp32, a few per round.
+
+The conversion itself is onnxruntime.transformers.float16 (inputs and outputs stay fp32). The decisions and
+their reasons go into the artifact's precision.json. On a CPU, ONNX Runtime computes most fp16 ops in fp32
+behind casts, so this measures fp16 storage error, not in-kernel fp16 accumulation; see the README.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+from onnxruntime.transformers.float16 import convert_float_to_float16
+
+from embcc.calibration.activations import float_outputs, layer_of, relative_error, trace
+from embcc.calibration.cache import write_atomic
+
+FP16_MAX = 65504.0
+SAFE_RANGE = FP16_MAX / 8
+TARGET_COSINE = 0.9999  # ten times tighter than the fp16 bar, on the calibration batches
+ERROR_BATCHES = 4  # batches used for the error rounds (range uses all of them)
+ROUNDS, PER_ROUND = 6, 4
+
+
+def convert(model: onnx.ModelProto, keep: list[str]) -> onnx.ModelProto:
+    return convert_float_to_float16(model, keep_io_types=True, node_block_list=keep, disable_shape_infer=True)
+
+
+def _save(model: onnx.ModelProto, path: Path) -> None:
+    large = model.ByteSize() > 1 << 30 if model.ByteSize() >= 0 else True
+    onnx.save(model, str(path), save_as_external_data=large, location=path.name + "_data")
+
+
+def _ranges(model: onnx.ModelProto, src: Path, feeds: list[dict], scratch: Path) -> dict[str, float]:
+    names = list(float_outputs(model))
+    peak: dict[str, float] = {}
+    for values in trace(src, names, feeds, scratch):
+        for name, v in values.items():
+            if v.dtype.kind == "f" and v.size:
+                peak[name] = max(peak.get(name, 0.0), float(np.abs(v).max()))
+    for init in model.graph.initializer:
+        if init.data_type == onnx.TensorProto.FLOAT:
+            w = numpy_helper.to_array(init)
+            peak[init.name] = float(np.abs(w).max()) if w.size else 0.0
+    return peak
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    return (a64 * b64).sum(-1) / np.maximum(np.linalg.norm(a64, axis=-1) * np.linalg.norm(b64, axis=-1), 1e-30)
+
+
+def decide(src: Path, feeds: list[dict]) -> dict:
+    """Measure and return {"kept_fp32": [{node, op, layer, reason}], "calibration_min_cosine": ...}."""
+    model = onnx.load(str(src))
+    producers = float_outputs(model)
+    nodes = {n.name: n for n in model.graph.node}
+    kept: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="embcc-fp16-") as tmp:
+        scratch = Path(tmp)
+        peak = _ranges(model, src, feeds, scratch)
+        for n in model.graph.node:
+            worst = max((peak.get(x, 0.0) for x in (*n.input, *n.output)), default=0.0)
+            if worst > SAFE_RANGE:
+                kept[n.name] = f"range: max |x| = {worst:.4g} on calibration > {SAFE_RANGE:.0f} (fp16 max {FP16_MAX:.0f}/8)"
+        names = list(producers)
+        few = feeds[:ERROR_BATCHES]
+        reference = list(trace(src, names, few, scratch))
+        min_cos = 1.0
+        for round_ in range(ROUNDS + 1):
+            half = scratch / "fp16.onnx"
+            _save(convert(model, sorted(kept)), half)
+            got = list(trace(half, names, few, scratch))
+            min_cos = float(min(_cosines(r["sentence_embedding"], g["sentence_embedding"]).min()
+                                for r, g in zip(reference, got)))
+            if min_cos >= TARGET_COSINE or round_ == ROUNDS:
+                break
+            err = {k: max(relative_error(r[k], g[k]) for r, g in zip(reference, got))
+                   for k in names if all(k in g for g in got)}
+            local = {}
+            for name, node in nodes.items():
+                if name in kept or not any(o in err for o in node.output):
+                    continue
+                out = max(err.get(o, 0.0) for o in node.output)
+                local[name] = out - max((err.get(i, 0.0) for i in node.input), default=0.0)
+            worst = sorted(local, key=lambda k: (-local[k], k))[:PER_ROUND]
+            if not worst:
+                break
+            for name in worst:
+                kept[name] = (f"error: adds {local[name]:.3g} relative error in fp16 (round {round_ + 1}; "
+                              f"calibration min cosine was {min_cos:.6f} < {TARGET_COSINE})")
+    return {
+        "kept_fp32": [{"node": k, "op": nodes[k].op_type, "layer": layer_of(nodes[k]), "reason": kept[k]}
+                      for k in sorted(kept)],
+        "calibration_min_cosine": min_cos,
+        "target_cosine": TARGET_COSINE,
+        "safe_range": SAFE_RANGE,
+    }
+
+
+def lower_fp16(src: Path, dst: Path, feeds: list[dict] | None, cache_file: Path) -> dict:
+    """Write the fp16 graph of `src` to `dst`; decisions come from the cache or are measured on `feeds`."""
+    if cache_file.is_file():
+        decisions = json.loads(cache_file.read_text())
+        decisions["cache"] = "hit"
+    else:
+        decisions = decide(src, feeds or [])
+        write_atomic(cache_file, json.dumps(decisions, indent=2, sort_keys=True) + "\n")
+        decisions["cache"] = "miss"
+    model = onnx.load(str(src))
+    _save(convert(model, [k["node"] for k in decisions["kept_fp32"]]), dst)
+    return decisions

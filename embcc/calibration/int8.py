@@ -1,0 +1,184 @@
+"""int8 ONNX through onnxruntime.quantization.
+
+static (default): QDQ pairs (QuantizeLinear/DequantizeLinear, standard ONNX ops), symmetric int8 activations
+  and per-channel symmetric int8 weights on the weight MatMuls only. LayerNorm, Softmax, GELU, residual Adds,
+  attention's activation-by-activation MatMuls and the kept LoRA adapters stay float. Ranges are measured
+  on the calibration feeds (minmax, entropy or percentile) and cached by ONNX Runtime's own calibration cache.
+  Embedding tables are stored int8 per row and dequantized before the lookup (weight-only). This is the form
+  TensorRT 11 consumes: its precision comes from the graph alone.
+dynamic: onnxruntime's quantize_dynamic with its defaults, the simple baseline (no calibration data).
+
+Two files where the forms differ: `model.onnx` is the portable QDQ graph. `model.ort.onnx` is the same graph
+for ONNX Runtime, where DequantizeLinear before a Gather would dequantize the whole table on every run: it
+gathers int8 rows first and scales them after (same bytes, same numbers).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_dynamic,
+    quantize_static,
+)
+
+from embcc.calibration.activations import float_outputs, layer_of, relative_error, trace
+
+METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+           "percentile": CalibrationMethod.Percentile}
+MODES = ("static", "dynamic")
+QUANTIZED_OPS = ["MatMul", "Gemm"]
+MIN_TABLE = 256  # tables with fewer rows stay float (token types); vocabularies are far larger
+ORT_FILE = "model.ort.onnx"
+
+
+class _Reader(CalibrationDataReader):
+    def __init__(self, feeds: list[dict]):
+        self.feeds = feeds
+        self.i = 0
+
+    def get_next(self) -> dict | None:
+        if self.i >= len(self.feeds):
+            return None
+        self.i += 1
+        return self.feeds[self.i - 1]
+
+
+def _save(model: onnx.ModelProto, path: Path) -> None:
+    large = sum(i.ByteSize() for i in model.graph.initializer) > 1 << 30
+    onnx.save(model, str(path), save_as_external_data=large, location=path.name + "_data")
+
+
+def activation_matmuls(model: onnx.ModelProto) -> list[str]:
+    """MatMuls with no weight: attention scores and context, and kept LoRA adapters gathered by task_id."""
+    weights = {i.name for i in model.graph.initializer}
+    return [n.name for n in model.graph.node if n.op_type in QUANTIZED_OPS and not weights & set(n.input[:2])]
+
+
+def _tables(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, onnx.TensorProto]]:
+    inits = {i.name: i for i in model.graph.initializer}
+    users: dict[str, int] = {}
+    for n in model.graph.node:
+        for x in n.input:
+            users[x] = users.get(x, 0) + 1
+    out = []
+    for n in model.graph.node:
+        t = inits.get(n.input[0]) if n.op_type == "Gather" else None
+        if (t is not None and t.data_type == onnx.TensorProto.FLOAT and len(t.dims) == 2
+                and t.dims[0] >= MIN_TABLE and users[t.name] == 1 and _attr(n, "axis", 0) == 0):
+            out.append((n, t))
+    return out
+
+
+def _attr(node: onnx.NodeProto, name: str, default: int) -> int:
+    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
+
+
+def quantize_tables(model: onnx.ModelProto, *, for_ort: bool) -> list[str]:
+    """Embedding tables -> int8 per row (symmetric) + scale; dequantized before the lookup (portable) or
+    after gathering the rows (for_ort). Returns the table names."""
+    done = []
+    inits = model.graph.initializer
+    for node, table in _tables(model):
+        w = numpy_helper.to_array(table)
+        scale = (np.abs(w).max(axis=1) / 127.0).astype(np.float32)
+        scale[scale == 0] = 1.0
+        q = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
+        name = table.name
+        inits.remove(table)
+        inits.extend([numpy_helper.from_array(q, f"{name}_int8"), numpy_helper.from_array(scale, f"{name}_scale")])
+        ids, out = node.input[1], node.output[0]
+        if for_ort:
+            new = [
+                helper.make_node("Gather", [f"{name}_int8", ids], [f"{name}_rows_int8"], name=f"{node.name}_int8"),
+                helper.make_node("Gather", [f"{name}_scale", ids], [f"{name}_rows_scale"], name=f"{node.name}_scale"),
+                helper.make_node("Cast", [f"{name}_rows_int8"], [f"{name}_rows"], to=onnx.TensorProto.FLOAT,
+                                 name=f"{node.name}_cast"),
+                helper.make_node("Unsqueeze", [f"{name}_rows_scale", f"{name}_axis"], [f"{name}_rows_scale_u"],
+                                 name=f"{node.name}_unsqueeze"),
+                helper.make_node("Mul", [f"{name}_rows", f"{name}_rows_scale_u"], [out], name=f"{node.name}_dq"),
+            ]
+            inits.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), f"{name}_axis"))
+        else:
+            new = [
+                helper.make_node("DequantizeLinear", [f"{name}_int8", f"{name}_scale"], [name], axis=0,
+                                 name=f"{node.name}_dq"),
+                helper.make_node("Gather", [name, ids], [out], name=node.name),
+            ]
+        nodes = model.graph.node
+        at = list(nodes).index(node)
+        nodes.remove(node)
+        for k, n in enumerate(new):
+            nodes.insert(at + k, n)
+        done.append(name)
+    return done
+
+
+def lower_int8(src: Path, dst_dir: Path, feeds: list[dict] | None, *, method: str, mode: str,
+               cache_file: Path | None) -> dict:
+    """Write model.onnx (portable) and model.ort.onnx (ONNX Runtime form) into dst_dir; returns the report."""
+    with tempfile.TemporaryDirectory(prefix="embcc-int8-") as tmp:
+        staged = Path(tmp) / "q.onnx"
+        if mode == "dynamic":
+            quantize_dynamic(str(src), str(staged), weight_type=QuantType.QInt8)
+            quantized = onnx.load(str(staged))
+            _save(quantized, dst_dir / "model.onnx")
+            return {"mode": "dynamic", "format": "QOperator (onnxruntime quantize_dynamic defaults)",
+                    "forms": {"model.onnx": "ONNX Runtime dynamic int8 (com.microsoft and integer ops)"},
+                    "cache": "not used"}
+        fp32 = onnx.load(str(src))
+        excluded = activation_matmuls(fp32)
+        hit = cache_file is not None and cache_file.is_file()
+        quantize_static(
+            str(src), str(staged), None if hit else _Reader(feeds or []),
+            quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS, per_channel=True,
+            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=METHODS[method],
+            nodes_to_exclude=excluded, calibration_cache_path=str(cache_file) if cache_file else None,
+            use_external_data_format=sum(i.ByteSize() for i in fp32.graph.initializer) > 1 << 30,
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+        )
+        quantized = onnx.load(str(staged))
+        for for_ort, name in ((False, "model.onnx"), (True, ORT_FILE)):
+            model = onnx.ModelProto()
+            model.CopyFrom(quantized)
+            tables = quantize_tables(model, for_ort=for_ort)
+            _save(model, dst_dir / name)
+    return {
+        "mode": "static", "format": "QDQ", "method": method,
+        "activations": "int8 symmetric, per tensor", "weights": "int8 symmetric, per output channel",
+        "quantized_ops": QUANTIZED_OPS, "embedding_tables_int8": tables,
+        "kept_float": {"activation_matmuls": excluded,
+                       "op_types": "LayerNormalization, Softmax, Erf/GELU, Add (residual, bias), everything not listed"},
+        "forms": {"model.onnx": "portable QDQ, standard ONNX ops only (TensorRT 11 / any EP)",
+                  ORT_FILE: "ONNX Runtime form: embedding rows gathered as int8, then scaled"},
+        "cache": "hit" if hit else "miss",
+    }
+
+
+def layer_errors(fp32: Path, quantized: Path, feeds: list[dict], top: int = 10) -> list[dict]:
+    """The nodes (and their layers) that add the most error in the quantized graph, on a few feeds."""
+    model = onnx.load(str(fp32))
+    producers = float_outputs(model)
+    names = list(producers)
+    with tempfile.TemporaryDirectory(prefix="embcc-int8-report-") as tmp:
+        ref = list(trace(fp32, names, feeds, Path(tmp)))
+        got = list(trace(quantized, names, feeds, Path(tmp)))
+    err = {k: max(relative_error(r[k], g[k]) for r, g in zip(ref, got)) for k in names if all(k in g for g in got)}
+    rows = []
+    for n in model.graph.node:
+        outs = [err[o] for o in n.output if o in err]
+        if not outs:
+            continue
+        added = max(outs) - max((err.get(i, 0.0) for i in n.input), default=0.0)
+        rows.append({"node": n.name, "op": n.op_type, "layer": layer_of(n), "added_error": added,
+                     "error_after": max(outs)})
+    rows.sort(key=lambda r: (-r["added_error"], r["node"]))
+    return rows[:top]
