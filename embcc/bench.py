@@ -100,6 +100,7 @@ def bench(artifact: str | Path, reference: str | Path, *, threads: int | None = 
     rng = np.random.default_rng(0)
     vocab = embedder.tokenizer.get_vocab_size()
     results = {"artifact": str(art_dir), "runtime": embedder.runtime, "threads": threads, "gemm_peak_gflops": peak,
+               "precision": spec.precision, "graph": getattr(embedder, "model_file", None),
                "gemm_gflops": gemm,
                "machine": platform.processor() or platform.machine(), "torch": torch.__version__, "regimes": {}}
     graph = ref.graph(task_id)
@@ -126,7 +127,7 @@ def bench(artifact: str | Path, reference: str | Path, *, threads: int | None = 
 
 
 def format_bench(r: dict) -> str:
-    lines = [f"{r['runtime']} vs torch (SDPA, inference mode), {r['threads']} threads; "
+    lines = [f"{r['runtime']} {r.get('precision', 'fp32')} ({r.get('graph') or '-'}) vs torch fp32 (SDPA, inference mode), {r['threads']} threads; "
              f"fp32 GEMM peak {r['gemm_peak_gflops']:.0f} GFLOP/s measured in this run "
              f"(torch {r['gemm_gflops']['torch']:.0f}, onnxruntime {r['gemm_gflops']['onnxruntime']:.0f}; {GEMM[0]}x{GEMM[1]}x{GEMM[2]})",
              f"{'regime':<11} {'shape':>8} {'artifact texts/s':>17} {'torch texts/s':>14} {'tokens/s':>10} "

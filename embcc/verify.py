@@ -107,6 +107,11 @@ def verify(artifact_path: str | Path, reference: str | Path | Bundle, *, texts: 
             label = f"{name} [{form}]" if len(forms) > 1 else name
             rows += parity(open_artifact(art, model_file=form), ref, tasks=tasks, bar=BARS[spec.precision],
                            name=label, texts=texts)
+    notes = {}
+    for r in rows:
+        art = root if r.artifact.split(" [")[0] == "." else root / r.artifact.split(" [")[0]
+        if not r.passed and (art / "precision.json").is_file() and r.artifact not in notes:
+            notes[r.artifact] = precision_notes(json.loads((art / "precision.json").read_text()))
     manifest = root / MANIFEST
     source = json.loads(manifest.read_text()).get("source_sha256") if manifest.is_file() else None
     report = {
@@ -117,10 +122,24 @@ def verify(artifact_path: str | Path, reference: str | Path | Bundle, *, texts: 
         "probe_texts": len(texts if texts is not None else PROBES),
         "passed": all(r.passed for r in rows),
         "results": [asdict(r) for r in rows],
+        "diagnosis": notes,
     }
     if write:
         (root / PARITY).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     return report
+
+
+def precision_notes(precision: dict) -> list[str]:
+    """What a reduced-precision artifact kept in float and which layers hurt most (from its precision.json)."""
+    lines = []
+    for k in precision.get("layers_hurting_most", [])[:5]:
+        lines.append(f"hurts most: {k['layer']} ({k['op']} {k['node']}) adds {k['added_error']:.3g} relative error")
+    for k in precision.get("kept_fp32", [])[:8]:
+        lines.append(f"kept fp32: {k['layer']} ({k['op']} {k['node']}): {k['reason']}")
+    kept = precision.get("kept_float")
+    if kept:
+        lines.append(f"kept float: {len(kept.get('activation_matmuls', []))} activation MatMuls; {kept.get('op_types')}")
+    return lines
 
 
 def format_table(report: dict) -> str:
@@ -131,5 +150,7 @@ def format_table(report: dict) -> str:
             f"{r['artifact']:<22} {r['task'] or '-'!s:<18} {r['min_cosine']:>10.7f} {r['mean_cosine']:>10.7f} "
             f"{r['max_abs_diff']:>9.2e} {r['ranking_agreement']:>8.3f}  {'pass' if r['passed'] else 'FAIL'}"
         )
+    for artifact, notes in report.get("diagnosis", {}).items():
+        lines += [f"{artifact}: {n}" for n in notes]
     lines.append(f"parity: {'PASSED' if report['passed'] else 'FAILED'} ({report['probe_texts']} probe texts per task)")
     return "\n".join(lines)

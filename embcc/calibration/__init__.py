@@ -106,7 +106,7 @@ def lower(src: Path, where: Path, *, precision: str, spec: ModelSpec, calibratio
         else:
             entry = None if dynamic else cache.entry(calibration.cache_dir, kind="int8-ranges", **key)
             hit = entry is not None and entry.is_file()
-            report = lower_int8(src, where, None if hit else measure(), method=calibration.method,
+            report = lower_int8(src, where, None if hit or dynamic else measure(), method=calibration.method,
                                 mode=calibration.int8_mode, cache_file=entry)
             errors_entry = cache.entry(calibration.cache_dir, kind=f"int8-{calibration.int8_mode}-errors", **key)
             if errors_entry.is_file():

@@ -45,26 +45,66 @@ def with_outputs(model: onnx.ModelProto, names: Iterable[str]) -> onnx.ModelProt
     return extended
 
 
-def _session(model: onnx.ModelProto, where: Path, threads: int | None) -> ort.InferenceSession:
+def _session(model: onnx.ModelProto, path: Path, threads: int | None) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     # No fusion: a fused node would hide the tensors we want to see.
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads
-    path = where / "inspect.onnx"
-    onnx.save(model, str(path), save_as_external_data=model.ByteSize() > 1 << 30, location="inspect.onnx_data")
+    large = sum(i.ByteSize() for i in model.graph.initializer) > 1 << 30
+    onnx.save(model, str(path), save_as_external_data=large, location=path.name + "_data")
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def trace(model_path: Path, names: list[str], feeds: Iterable[dict[str, np.ndarray]], scratch: Path,
-          threads: int | None = None) -> Iterator[dict[str, np.ndarray]]:
-    """Run the graph at `model_path` on each feed; yield {tensor name: value} for `names` (and the outputs)."""
-    model = onnx.load(str(model_path))
-    session = _session(with_outputs(model, names), scratch, threads)
-    wanted = [o.name for o in session.get_outputs()]
+def rows(feeds: Iterable[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
+    """One text at a time, padding cut off: exposing every tensor of a whole batch of long texts at once
+    costs gigabytes on a full-size model (attention scores alone are heads x length^2 per text)."""
     for feed in feeds:
-        yield dict(zip(wanted, session.run(wanted, feed)))
+        mask = feed.get("attention_mask")
+        for i in range(feed["input_ids"].shape[0]):
+            n = max(2, int(mask[i].sum())) if mask is not None else feed["input_ids"].shape[1]
+            yield {k: (v[i:i + 1, :n] if k in ("input_ids", "attention_mask") else v) for k, v in feed.items()}
+
+
+class Tracer:
+    """A session over `model_path` that also returns the float tensors `names` (those it has)."""
+
+    def __init__(self, model_path: Path, names: Iterable[str], scratch: Path, tag: str, threads: int | None = None):
+        model = onnx.load(str(model_path))
+        self.session = _session(with_outputs(model, names), Path(scratch) / f"{tag}.onnx", threads)
+        self.names = [o.name for o in self.session.get_outputs()]
+
+    def __call__(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self.names, self.session.run(self.names, feed)))
+
+
+def peaks(model_path: Path, names: list[str], feeds: Iterable[dict], scratch: Path) -> dict[str, float]:
+    """Largest magnitude of each tensor over the feeds."""
+    tracer = Tracer(model_path, names, scratch, "peaks")
+    peak: dict[str, float] = {}
+    for feed in rows(feeds):
+        for name, v in tracer(feed).items():
+            if v.dtype.kind == "f" and v.size:
+                peak[name] = max(peak.get(name, 0.0), float(np.abs(v).max()))
+    return peak
+
+
+def errors(reference: Path, candidate: Path, names: list[str], feeds: Iterable[dict], scratch: Path,
+           ) -> tuple[dict[str, float], float]:
+    """Worst relative error of each tensor in `candidate` against `reference`, and the lowest cosine of the
+    sentence embeddings, over the feeds (compared text by text; nothing is kept between texts)."""
+    ref, got = Tracer(reference, names, scratch, "reference"), Tracer(candidate, names, scratch, "candidate")
+    worst: dict[str, float] = {}
+    min_cos = 1.0
+    for feed in rows(feeds):
+        a, b = ref(feed), got(feed)
+        for name in a.keys() & b.keys():
+            worst[name] = max(worst.get(name, 0.0), relative_error(a[name], b[name]))
+        x, y = a["sentence_embedding"].astype(np.float64), b["sentence_embedding"].astype(np.float64)
+        cos = (x * y).sum(-1) / np.maximum(np.linalg.norm(x, axis=-1) * np.linalg.norm(y, axis=-1), 1e-30)
+        min_cos = min(min_cos, float(cos.min()))
+    return worst, min_cos
 
 
 def relative_error(ref: np.ndarray, got: np.ndarray) -> float:

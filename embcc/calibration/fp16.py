@@ -22,13 +22,13 @@ import onnx
 from onnx import numpy_helper
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
-from embcc.calibration.activations import float_outputs, layer_of, relative_error, trace
+from embcc.calibration.activations import errors, float_outputs, layer_of, peaks
 from embcc.calibration.cache import write_atomic
 
 FP16_MAX = 65504.0
 SAFE_RANGE = FP16_MAX / 8
 TARGET_COSINE = 0.9999  # ten times tighter than the fp16 bar, on the calibration batches
-ERROR_BATCHES = 4  # batches used for the error rounds (range uses all of them)
+ERROR_BATCHES = 2  # batches (the shortest texts) for the error rounds; the range pass sees every batch
 ROUNDS, PER_ROUND = 6, 4
 
 
@@ -41,52 +41,30 @@ def _save(model: onnx.ModelProto, path: Path) -> None:
     onnx.save(model, str(path), save_as_external_data=large, location=path.name + "_data")
 
 
-def _ranges(model: onnx.ModelProto, src: Path, feeds: list[dict], scratch: Path) -> dict[str, float]:
-    names = list(float_outputs(model))
-    peak: dict[str, float] = {}
-    for values in trace(src, names, feeds, scratch):
-        for name, v in values.items():
-            if v.dtype.kind == "f" and v.size:
-                peak[name] = max(peak.get(name, 0.0), float(np.abs(v).max()))
-    for init in model.graph.initializer:
-        if init.data_type == onnx.TensorProto.FLOAT:
-            w = numpy_helper.to_array(init)
-            peak[init.name] = float(np.abs(w).max()) if w.size else 0.0
-    return peak
-
-
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    return (a64 * b64).sum(-1) / np.maximum(np.linalg.norm(a64, axis=-1) * np.linalg.norm(b64, axis=-1), 1e-30)
-
-
 def decide(src: Path, feeds: list[dict]) -> dict:
     """Measure and return {"kept_fp32": [{node, op, layer, reason}], "calibration_min_cosine": ...}."""
     model = onnx.load(str(src))
-    producers = float_outputs(model)
+    names = list(float_outputs(model))
     nodes = {n.name: n for n in model.graph.node}
     kept: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="embcc-fp16-") as tmp:
         scratch = Path(tmp)
-        peak = _ranges(model, src, feeds, scratch)
+        peak = peaks(src, names, feeds, scratch)
+        for init in model.graph.initializer:
+            if init.data_type == onnx.TensorProto.FLOAT and np.prod(init.dims) > 0:
+                peak[init.name] = float(np.abs(numpy_helper.to_array(init)).max())
         for n in model.graph.node:
             worst = max((peak.get(x, 0.0) for x in (*n.input, *n.output)), default=0.0)
             if worst > SAFE_RANGE:
                 kept[n.name] = f"range: max |x| = {worst:.4g} on calibration > {SAFE_RANGE:.0f} (fp16 max {FP16_MAX:.0f}/8)"
-        names = list(producers)
         few = feeds[:ERROR_BATCHES]
-        reference = list(trace(src, names, few, scratch))
         min_cos = 1.0
         for round_ in range(ROUNDS + 1):
             half = scratch / "fp16.onnx"
             _save(convert(model, sorted(kept)), half)
-            got = list(trace(half, names, few, scratch))
-            min_cos = float(min(_cosines(r["sentence_embedding"], g["sentence_embedding"]).min()
-                                for r, g in zip(reference, got)))
+            err, min_cos = errors(src, half, names, few, scratch)
             if min_cos >= TARGET_COSINE or round_ == ROUNDS:
                 break
-            err = {k: max(relative_error(r[k], g[k]) for r, g in zip(reference, got))
-                   for k in names if all(k in g for g in got)}
             local = {}
             for name, node in nodes.items():
                 if name in kept or not any(o in err for o in node.output):

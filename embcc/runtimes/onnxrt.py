@@ -30,6 +30,7 @@ class OnnxEmbedder(Embedder):
         artifact = Path(artifact)
         spec = ModelSpec.read(artifact)
         super().__init__(spec, artifact / "tokenizer.json", max_length)
+        self.model_file = model_file
         path = artifact / model_file
         if not path.is_file():
             raise EmbccError(f"{artifact} has no {model_file}", "export it with --format onnx")
