@@ -138,7 +138,7 @@ def precision_notes(precision: dict) -> list[str]:
         lines.append(f"kept fp32: {k['layer']} ({k['op']} {k['node']}): {k['reason']}")
     kept = precision.get("kept_float")
     if kept:
-        lines.append(f"kept float: {len(kept.get('activation_matmuls', []))} activation MatMuls; {kept.get('op_types')}")
+        lines.append(f"kept float: activation MatMuls {kept.get('activation_matmuls')}; {kept.get('op_types')}")
     return lines
 
 

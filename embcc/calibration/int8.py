@@ -15,6 +15,7 @@ gathers int8 rows first and scales them after. Both read their weights from one 
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from pathlib import Path
 
@@ -137,6 +138,31 @@ def gather_then_scale(model: onnx.ModelProto) -> int:
     return done
 
 
+def task_dependent(model: onnx.ModelProto) -> set[str]:
+    """Tensors computed from the task_id input: the kept LoRA adapters' A and B for the selected task."""
+    tainted = {i.name for i in model.graph.input if i.name == "task_id"}
+    for n in model.graph.node:  # nodes are in topological order
+        if tainted & set(n.input):
+            tainted |= set(n.output)
+    return tainted
+
+
+def _quantize(src: Path, dst: Path, feeds: list[dict] | None, *, method: str, cache_file: Path,
+              activations: QuantType, exclude: list[str], large: bool) -> None:
+    hit = cache_file.is_file()
+    quantize_static(
+        str(src), str(dst), None if hit else _Reader(feeds or []),
+        quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS, per_channel=True,
+        activation_type=activations, weight_type=QuantType.QInt8, calibrate_method=METHODS[method],
+        nodes_to_exclude=exclude, calibration_cache_path=str(cache_file), use_external_data_format=large,
+        extra_options={"ActivationSymmetric": activations == QuantType.QInt8, "WeightSymmetric": True},
+    )
+
+
+def _digest(t: onnx.TensorProto) -> str:
+    return hashlib.sha256(numpy_helper.to_array(t).tobytes()).hexdigest() + str(t.data_type) + str(list(t.dims))
+
+
 def lower_int8(src: Path, dst_dir: Path, feeds: list[dict] | None, *, method: str, mode: str,
                cache_file: Path | None) -> dict:
     """Write model.onnx (portable) and model.ort.onnx (ONNX Runtime form) into dst_dir; returns the report."""
@@ -149,33 +175,46 @@ def lower_int8(src: Path, dst_dir: Path, feeds: list[dict] | None, *, method: st
             return {"mode": "dynamic", "format": "QOperator (onnxruntime quantize_dynamic defaults)",
                     "forms": {"model.onnx": "ONNX Runtime dynamic int8 (com.microsoft and integer ops)"},
                     "cache": "not used"}
+        assert cache_file is not None
+        hit = cache_file.is_file()
         fp32 = onnx.load(str(src))
+        large = sum(i.ByteSize() for i in fp32.graph.initializer) > 1 << 30
+        # Portable: symmetric int8 everywhere (zero point 0, as TensorRT requires), attention's
+        # activation-by-activation MatMuls left float.
         excluded = activation_matmuls(fp32)
-        hit = cache_file is not None and cache_file.is_file()
-        quantize_static(
-            str(src), str(staged), None if hit else _Reader(feeds or []),
-            quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS, per_channel=True,
-            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=METHODS[method],
-            nodes_to_exclude=excluded, calibration_cache_path=str(cache_file) if cache_file else None,
-            use_external_data_format=sum(i.ByteSize() for i in fp32.graph.initializer) > 1 << 30,
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
-        )
+        _quantize(src, staged, feeds, method=method, cache_file=cache_file, activations=QuantType.QInt8,
+                  exclude=excluded, large=large)
         model = onnx.load(str(staged))
         tables = quantize_tables(model)
-        # Both forms share one weight file: the ORT form differs only in the nodes around the tables.
+        shared = {i.name: _digest(i) for i in model.graph.initializer}
         onnx.save(model, str(dst_dir / "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
                   location=WEIGHTS, size_threshold=1024)
-        portable = onnx.load(str(dst_dir / "model.onnx"), load_external_data=False)
-        gather_then_scale(portable)
-        onnx.save(portable, str(dst_dir / ORT_FILE))
+        # ONNX Runtime: uint8 activations (the u8 x s8 products AVX-512 VNNI runs natively; int8 x int8 QDQ
+        # is left unfused on x86), attention MatMuls quantized too, tables gathered then scaled. Ranges come
+        # from the cache the portable pass just filled. Weights are the same tensors: they stay in one file.
+        lora = task_dependent(fp32)
+        kept_lora = [n.name for n in fp32.graph.node if n.op_type in QUANTIZED_OPS and lora & set(n.input)]
+        _quantize(src, staged, None, method=method, cache_file=cache_file, activations=QuantType.QUInt8,
+                  exclude=kept_lora, large=large)
+        ort_model = onnx.load(str(staged))
+        quantize_tables(ort_model)
+        gather_then_scale(ort_model)
+        portable = {i.name: i for i in onnx.load(str(dst_dir / "model.onnx"), load_external_data=False).graph.initializer}
+        for i, t in enumerate(ort_model.graph.initializer):
+            ref = portable.get(t.name)
+            if ref is not None and ref.data_location == onnx.TensorProto.EXTERNAL and shared[t.name] == _digest(t):
+                ort_model.graph.initializer[i].CopyFrom(ref)
+        onnx.save(ort_model, str(dst_dir / ORT_FILE))
     return {
         "mode": "static", "format": "QDQ", "method": method,
-        "activations": "int8 symmetric, per tensor", "weights": "int8 symmetric, per output channel",
+        "activations": {"model.onnx": "int8 symmetric, per tensor", ORT_FILE: "uint8 asymmetric, per tensor"},
+        "weights": "int8 symmetric, per output channel",
         "quantized_ops": QUANTIZED_OPS, "embedding_tables_int8": tables,
-        "kept_float": {"activation_matmuls": excluded,
+        "kept_float": {"activation_matmuls": {"model.onnx": excluded, ORT_FILE: kept_lora},
                        "op_types": "LayerNormalization, Softmax, Erf/GELU, Add (residual, bias), everything not listed"},
         "forms": {"model.onnx": "portable QDQ, standard ONNX ops only (TensorRT 11 / any EP)",
-                  ORT_FILE: "ONNX Runtime form: embedding rows gathered as int8, then scaled",
+                  ORT_FILE: "ONNX Runtime form: uint8 activations for VNNI, attention MatMuls quantized, "
+                            "embedding rows gathered as int8 then scaled",
                   WEIGHTS: "the weights of both forms (ONNX external data)"},
         "cache": "hit" if hit else "miss",
     }
