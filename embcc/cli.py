@@ -23,17 +23,20 @@ def _parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fixture", help="write a random-weight checkpoint in a published layout")
     f.add_argument("name", help="jina-v2-small | jina-v2-base | jina-v3")
     f.add_argument("out", type=Path)
-    f.add_argument("--size", default="tiny", choices=["tiny", "full", "base"], help="tiny for tests, full for benchmarks")
+    f.add_argument("--size", default="tiny", choices=["tiny", "tiny256", "full", "base"],
+                   help="tiny for tests (tiny256: sizes that are multiples of 256, for K-quants), full for benchmarks")
     f.add_argument("--layout", default=None, help="original | hf (v3)")
     f.add_argument("--seed", type=int, default=0)
 
     def export_options(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--format", dest="fmt", default="onnx", help="onnx (gguf, tensorrt: planned)")
+        q.add_argument("--format", dest="fmt", default="onnx", help="onnx | gguf (tensorrt: planned)")
         q.add_argument("--task", default=None, help="task name or 'all' (default all; merge mode)")
         q.add_argument("--lora", default=None, help="merge (default) | keep")
         q.add_argument("--rope-theta", type=float, default=None, help="RoPE base (default: the checkpoint's)")
         q.add_argument("--max-length", type=int, default=None, help="truncation length recorded in the artifact")
         q.add_argument("--precision", default="fp32", help="fp32")
+        q.add_argument("--type", dest="gguf_type", default=None,
+                       help="GGUF only, llama.cpp's type names: f32 (default) | f16 | bf16 | q8_0 | q4_0 | q4_k_m | ...")
 
     e = sub.add_parser("export", help="export a checkpoint to an artifact directory")
     e.add_argument("checkpoint", type=Path)
@@ -81,7 +84,8 @@ def _run(args: argparse.Namespace) -> int:
         from embcc.pipeline import export
 
         out = export(args.checkpoint, args.out, fmt=args.fmt, task=args.task, lora=args.lora,
-                     rope_theta=args.rope_theta, max_length=args.max_length, precision=args.precision)
+                     rope_theta=args.rope_theta, max_length=args.max_length, precision=args.precision,
+                     gguf_type=args.gguf_type)
         print(f"wrote {out}")
         return 0
     if args.command == "verify":
