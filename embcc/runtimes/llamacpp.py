@@ -127,11 +127,18 @@ class LlamaCppEmbedder(Embedder):
 
     def llama_tokens(self, text: str) -> list[int]:
         """llama.cpp's own token ids for one text, special tokens included, truncated like the HF tokenizer."""
-        if self.fix_leading_space and text[:1] == " " and text.strip():
+        if self.fix_leading_space and text and self._starts_with_space(text):
             text = text[1:]
         ids = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False) if text else []
         keep = self.max_length - len(self.before) - len(self.after)
         return self.before + ids[:keep] + self.after
+
+    def _starts_with_space(self, text: str) -> bool:
+        """The first character normalises to one space and the text is not all spaces (see leading_space_differs)."""
+        norm = self.tokenizer.normalizer
+        if norm is None:
+            return text[0] == " " and bool(text.strip(" "))
+        return norm.normalize_str(text[0]) == " " and bool(norm.normalize_str(text).strip(" "))
 
     def token_ids(self, texts, task: str | None = None) -> list[list[int]]:
         full, _ = self.prefixed(texts, task)
