@@ -93,6 +93,13 @@ def test_export_loads_in_llamacpp_and_passes_the_bar(gguf_art, bundles, key, lor
     assert report["passed"]
 
 
+@pytest.mark.parametrize(("key", "lora"), [("v2-base", None), ("v3-hf", "keep")])
+def test_other_layouts_pass_the_f32_bar(gguf_art, bundles, key, lora):
+    """v2-base has 6 heads (non power-of-2 ALiBi slopes); v3-hf brings its adapters as PEFT folders."""
+    report = verify(gguf_art(key, lora, "f32"), bundles(key), write=False)
+    assert report["results"] and report["passed"], report["results"]
+
+
 def test_keep_equals_merge_in_llamacpp(gguf_art):
     keep = open_artifact(gguf_art("v3", "keep", "f32"))
     texts = PROBES[:40]

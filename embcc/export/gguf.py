@@ -79,7 +79,7 @@ def plan(bundle: Bundle, table: GgufTable) -> list[tuple[str, tuple[str, ...]]]:
 
     arch = {v: k for k, v in gguf.MODEL_ARCH_NAMES.items()}.get(table.arch)
     if arch is None:
-        raise EmbccError(f"llama.cpp (gguf {gguf.__version__ if hasattr(gguf, '__version__') else ''}) has no architecture {table.arch!r}",
+        raise EmbccError(f"the gguf package knows no llama.cpp architecture {table.arch!r}",
                          "update the gguf and llama-cpp-python packages")
     known = {gguf.TENSOR_NAMES[t] for t in gguf.MODEL_TENSORS[arch]}
     n_blocks = int(_hparams(table, bundle.config)["block_count"])
@@ -186,9 +186,7 @@ def _stream(path: Path, arch: str, header, tensors: list[tuple[str, tuple[int, .
     w = gguf.GGUFWriter(str(path), arch)
     header(w)
     for name, shape, qtype in tensors:
-        nbytes = int(np.prod(gguf.quant_shape_to_byte_shape(shape, qtype))) if qtype not in (
-            gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16) else int(np.prod(shape)) * (
-            4 if qtype == gguf.GGMLQuantizationType.F32 else 2)
+        nbytes = int(np.prod(gguf.quant_shape_to_byte_shape(shape, qtype)))
         w.add_tensor_info(name, shape, np.dtype(np.float32), nbytes, raw_dtype=qtype)
     w.write_header_to_file()
     w.write_kv_data_to_file()
