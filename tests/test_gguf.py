@@ -313,3 +313,58 @@ def test_gguf_llamacpp_refuses_to_load_is_a_failed_export(ckpts, tmp_path, monke
     with pytest.raises(EmbccError, match="llama.cpp refuses"):
         export(ckpts["v2-small"], tmp_path / "o", fmt="gguf")
     assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o.*"))
+
+
+# ---- byte-level BPE vocabulary (what v5's qwen3 / eurobert tables will use) ------------------------------------
+
+QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
+               r"|\s+(?!\S)|\s+")
+
+
+def test_byte_level_bpe_vocab_tokenises_like_hf_in_llamacpp(tmp_path):
+    """A Qwen2-style byte-level BPE (NFC, Qwen2 split regex, EOS closing the text), named `qwen2`: llama.cpp
+    loads the vocabulary alone (vocab_only) and must produce the HF tokenizer's ids on the whole probe set."""
+    import llama_cpp
+    from tokenizers import (
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
+
+    from embcc.export.gguf import write_vocab
+    from embcc.export.gguf_vocab import read_vocab
+    from embcc.families import fixture_tokenizers as ft
+    from embcc.runtimes.llamacpp import quiet
+
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated"),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(list(ft._ENGLISH + ft._EUROPEAN + ft._WORLD), trainers.BpeTrainer(
+        vocab_size=600, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False))
+    tok.post_processor = processors.TemplateProcessing(single="$A:0 <|endoftext|>:0",
+                                                       special_tokens=[("<|endoftext|>", tok.token_to_id("<|endoftext|>"))])
+    tok.save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}))
+
+    vocab = read_vocab(tmp_path, "gpt2")
+    assert vocab.merges and not vocab.add_bos and vocab.add_eos and vocab.special["eos"] == tok.token_to_id("<|endoftext|>")
+    w = gguf.GGUFWriter(str(tmp_path / "vocab.gguf"), "qwen3")
+    w.add_type(gguf.GGUFType.MODEL)
+    write_vocab(w, vocab, "qwen2")
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with quiet():
+        llm = llama_cpp.Llama(str(tmp_path / "vocab.gguf"), vocab_only=True, verbose=False)
+    texts = PROBES + ["", " ", "  x", "a\n\nb", "don't DON'T"]
+    mismatched = [t for t in texts if llm.tokenize(t.encode(), add_bos=True, special=False) != tok.encode(t).ids]
+    assert not mismatched, mismatched[:5]

@@ -158,15 +158,21 @@ def _write_metadata(w, table: GgufTable, bundle: Bundle, spec: ModelSpec, gguf_t
     w.add_pooling_type(gguf.PoolingType(POOLING[spec.pooling]))
     if spec.position == "rope":
         w.add_rope_freq_base(float(spec.rope_theta))
+    write_vocab(w, vocab, table.pre_tokenizer, n_types)
+
+
+def write_vocab(w, vocab, pre_tokenizer: str, n_types: int | None = None) -> None:
+    """The tokenizer.ggml.* keys: llama.cpp tokenises from these alone."""
     w.add_tokenizer_model(vocab.model)
-    w.add_tokenizer_pre(table.pre_tokenizer)
+    w.add_tokenizer_pre(pre_tokenizer)
     w.add_token_list(vocab.tokens)
     w.add_token_types(vocab.types)
     if vocab.scores is not None:
         w.add_token_scores(vocab.scores)
     if vocab.merges is not None:
         w.add_token_merges(vocab.merges)
-    w.add_token_type_count(n_types)
+    if n_types:
+        w.add_token_type_count(n_types)
     for role, i in vocab.special.items():
         w.add_uint32(f"tokenizer.ggml.{SPECIAL_KEYS[role]}", i)
     w.add_add_bos_token(vocab.add_bos)

@@ -15,6 +15,26 @@ where they fold instead. The writer (`embcc.export.gguf`) only walks the table. 
         tokenizer="bert", pre_tokenizer="jina-v2-en",
     )
 
+A v5-small family would declare (llama.cpp's qwen3; eurobert the same way with its own names, causal=False)::
+
+    GGUF = GgufTable(
+        arch="qwen3", causal=True, tokenizer="gpt2", pre_tokenizer="qwen2",
+        tensors={"token_embd.weight": "embed_tokens.weight", "output_norm.weight": "norm.weight",
+                 "blk.{bid}.attn_norm.weight": "layers.{bid}.input_layernorm.weight",
+                 "blk.{bid}.attn_q.weight": "layers.{bid}.self_attn.q_proj.weight",
+                 "blk.{bid}.attn_q_norm.weight": "layers.{bid}.self_attn.q_norm.weight", ...,
+                 "blk.{bid}.ffn_gate.weight": "layers.{bid}.mlp.gate_proj.weight", ...},
+        hparams={"block_count": Cfg("num_hidden_layers"), "embedding_length": Cfg("hidden_size"),
+                 "feed_forward_length": Cfg("intermediate_size"), "attention.head_count": Cfg("num_attention_heads"),
+                 "attention.head_count_kv": Cfg("num_key_value_heads"), "attention.key_length": Cfg("head_dim"),
+                 "attention.value_length": Cfg("head_dim"),
+                 "attention.layer_norm_rms_epsilon": Cfg("rms_norm_eps", cast=float)},
+    )
+
+with `gguf = GGUF` on the family class; pooling (`last` -> 3), context length and rope.freq_base (the
+ModelSpec's inference theta, or --rope-theta) are written by the writer. LoRA keep works for any table whose
+adapted tensors are Linear or token embeddings; merge for any.
+
 Tensor names are llama.cpp's (`gguf.TENSOR_NAMES`, with `{bid}` for the block index); sources are the names in
 `Bundle.weights` (the reference model's own). A tuple of sources is concatenated along dim 0 (fused QKV).
 Hyperparameter keys are written as `{arch}.<key>`; a value is a literal, `Cfg(config.json key)`, or a function

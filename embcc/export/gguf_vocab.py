@@ -7,6 +7,8 @@ llama.cpp tokenises inside the GGUF from these keys, so every knob is derived fr
   whitespace handling from the normalizers that follow it: `Strip(right) + Replace(" {2,}", "▁")` (what
   transformers' converter writes) is sentencepiece's remove_extra_whitespaces; a plain Precompiled
   normalizer keeps every space. The space prefix comes from the Metaspace pre-tokenizer.
+- byte-level BPE ("gpt2", for v5): tokens in byte-to-unicode form, merges; the split regex is llama.cpp's for
+  the pre-tokenizer name the family declares (`qwen2`, ...), never guessed by hashing.
 - Special ids (BOS/EOS/UNK/SEP/CLS/PAD/MASK) and whether BOS/EOS are added come from the tokenizer's own
   post-processor, found by encoding a text with and without special tokens.
 Anything this module does not recognise is refused with one line, never guessed.
@@ -175,12 +177,38 @@ def _unigram(tj: dict, tok: Tokenizer, path: Path) -> Vocab:
     return Vocab("t5", tokens, types, scores, special, add_bos, add_eos, add_sep, flags, charsmap=charsmap)
 
 
+def _bpe(tj: dict, tok: Tokenizer, path: Path) -> Vocab:
+    """Byte-level BPE (Qwen2 / Llama-3 style): tokens in their byte-to-unicode form, merges in rank order.
+    The split regex is llama.cpp's for the pre-tokenizer name the family declares."""
+    model = tj["model"]
+    pre, dec = tj.get("pre_tokenizer") or {}, tj.get("decoder") or {}
+    kinds = [p.get("type") for p in pre.get("pretokenizers", [pre])] + [dec.get("type")]
+    if "ByteLevel" not in kinds:
+        raise EmbccError("BPE tokenizer without byte-level pre-tokenization; llama.cpp's gpt2 vocabulary needs it",
+                         "use the published tokenizer.json")
+    norm = (tj.get("normalizer") or {}).get("type")
+    if norm not in (None, "NFC"):
+        raise EmbccError(f"BPE tokenizer with normalizer {norm!r}; llama.cpp applies none", "use the published tokenizer.json")
+    vocab = model["vocab"]
+    n = max([*vocab.values(), *tok.get_added_tokens_decoder().keys()]) + 1
+    tokens, types = [f"[PAD{i}]" for i in range(n)], [UNUSED] * n
+    for t, i in vocab.items():
+        tokens[i], types[i] = t, NORMAL
+    for i, added in tok.get_added_tokens_decoder().items():
+        tokens[i], types[i] = added.content, CONTROL if added.special else USER_DEFINED
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
+    special = _specials(tok, path)
+    prefix, suffix = _added_around(tok)
+    add_bos, add_eos, add_sep = _check_special_ids(special, prefix, suffix, "gpt2")
+    return Vocab("gpt2", tokens, types, None, special, add_bos, add_eos, add_sep, {}, merges=merges)
+
+
 def read_vocab(path: Path, expected_model: str) -> Vocab:
     """The GGUF tokenizer metadata for the tokenizer.json in checkpoint directory `path`."""
     tj = json.loads((path / "tokenizer.json").read_text(encoding="utf-8"))
     tok = Tokenizer.from_file(str(path / "tokenizer.json"))
     kind = (tj.get("model") or {}).get("type")
-    readers = {"WordPiece": ("bert", _wordpiece), "Unigram": ("t5", _unigram)}
+    readers = {"WordPiece": ("bert", _wordpiece), "Unigram": ("t5", _unigram), "BPE": ("gpt2", _bpe)}
     if kind not in readers:
         raise EmbccError(f"tokenizer model {kind!r} has no GGUF vocabulary writer in embcc", "use the published tokenizer.json")
     model, reader = readers[kind]
