@@ -23,12 +23,13 @@ def _parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fixture", help="write a random-weight checkpoint in a published layout")
     f.add_argument("name", help="jina-v2-small | jina-v2-base | jina-v3")
     f.add_argument("out", type=Path)
-    f.add_argument("--size", default="tiny", choices=["tiny", "full", "base"], help="tiny for tests, full for benchmarks")
+    f.add_argument("--size", default="tiny", choices=["tiny", "tiny256", "full", "base"],
+                   help="tiny for tests (tiny256: sizes that are multiples of 256, for K-quants), full for benchmarks")
     f.add_argument("--layout", default=None, help="original | hf (v3)")
     f.add_argument("--seed", type=int, default=0)
 
     def export_options(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--format", dest="fmt", default="onnx", help="onnx (gguf, tensorrt: planned)")
+        q.add_argument("--format", dest="fmt", default="onnx", help="onnx | gguf (tensorrt: planned)")
         q.add_argument("--task", default=None, help="task name or 'all' (default all; merge mode)")
         q.add_argument("--lora", default=None, help="merge (default) | keep")
         q.add_argument("--rope-theta", type=float, default=None, help="RoPE base (default: the checkpoint's)")
@@ -41,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--calibration-max-length", type=int, default=None, help="token cap per calibration text (default 512)")
         c.add_argument("--int8-mode", default=None, help="static (default: QDQ, calibrated) | dynamic")
         c.add_argument("--cache-dir", type=Path, default=None, help="calibration cache (default ~/.cache/embcc)")
+        q.add_argument("--type", dest="gguf_type", default=None,
+                       help="GGUF only, llama.cpp's type names: f32 (default) | f16 | bf16 | q8_0 | q4_0 | q4_k_m | ...")
 
     e = sub.add_parser("export", help="export a checkpoint to an artifact directory")
     e.add_argument("checkpoint", type=Path)
@@ -91,7 +94,7 @@ def _run(args: argparse.Namespace) -> int:
                      rope_theta=args.rope_theta, max_length=args.max_length, precision=args.precision,
                      calibration=args.calibration, calibration_method=args.calibration_method,
                      int8_mode=args.int8_mode, calibration_max_length=args.calibration_max_length,
-                     cache_dir=args.cache_dir)
+                     cache_dir=args.cache_dir, gguf_type=args.gguf_type)
         print(f"wrote {out}")
         return 0
     if args.command == "verify":

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import shutil
 import tempfile
@@ -20,14 +21,14 @@ from embcc.export.graph import adapt, resolve_tasks
 from embcc.families import Bundle, load
 from embcc.modelspec import SPEC_FILE, ModelSpec
 
-FORMATS = ("onnx",)
-PLANNED_FORMATS = ("gguf", "tensorrt")
+FORMATS = ("onnx", "gguf")
+PLANNED_FORMATS = ("tensorrt",)
 LORA_MODES = ("merge", "keep")
 
 
 def check_options(
     bundle: Bundle, *, fmt: str, task: str | None, lora: str | None,
-    max_length: int | None, precision: str,
+    max_length: int | None, precision: str, gguf_type: str | None = None,
 ) -> tuple[str | None, list[str]]:
     """Refuse what does not apply before any work is done; returns the LoRA mode and the tasks to export.
     (--rope-theta is checked once, in export.graph.adapt, which the torch reference uses too.)"""
@@ -35,6 +36,15 @@ def check_options(
         raise EmbccError(f"format {fmt!r} is not implemented yet", f"use --format {' or '.join(FORMATS)}")
     if fmt not in FORMATS:
         raise EmbccError(f"unknown format {fmt!r}", f"choose one of: {', '.join(FORMATS)}")
+    if fmt == "gguf":
+        from embcc.export.gguf import check_type, table_of
+
+        table_of(bundle)
+        check_type(gguf_type or "f32")
+        if precision != "fp32":
+            raise EmbccError("GGUF takes llama.cpp's type names, not --precision", "pass --type f32|f16|q8_0|... instead")
+    elif gguf_type is not None:
+        raise EmbccError(f"--type is GGUF's option; {fmt} takes --precision", "leave out --type")
     spec = bundle.spec
     if lora is not None and lora not in LORA_MODES:
         raise EmbccError(f"unknown --lora mode {lora!r}", "choose merge or keep")
@@ -46,7 +56,7 @@ def check_options(
     if max_length is not None and not 1 < max_length <= spec.max_length:
         raise EmbccError(f"--max-length {max_length} is outside 2..{spec.max_length} for {spec.family}", f"pass at most {spec.max_length}")
     mode = None if bundle.lora is None else (lora or "merge")
-    if mode == "keep" and task not in (None, "all"):
+    if mode == "keep" and fmt != "gguf" and task not in (None, "all"):
         raise EmbccError("--lora keep puts every task in one graph, so --task does not apply", "leave out --task, or use --lora merge")
     return mode, resolve_tasks(bundle, task) if mode != "keep" else [t.name for t in spec.tasks]
 
@@ -55,7 +65,7 @@ def export(
     checkpoint: str | Path, out: str | Path, *, fmt: str = "onnx", task: str | None = None, lora: str | None = None,
     rope_theta: float | None = None, max_length: int | None = None, precision: str = "fp32",
     calibration: str | Path | None = None, calibration_method: str | None = None, int8_mode: str | None = None,
-    calibration_max_length: int | None = None, cache_dir: str | Path | None = None, bundle: Bundle | None = None,
+    calibration_max_length: int | None = None, cache_dir: str | Path | None = None, bundle: Bundle | None = None, gguf_type: str | None = None,
 ) -> Path:
     """Export one checkpoint; returns the artifact directory. Nothing is left at `out` on failure.
 
@@ -65,23 +75,37 @@ def export(
         raise EmbccError(f"output {out} already exists", "choose a new --out directory or remove the old one")
     bundle = bundle or load(checkpoint)
     mode, tasks = check_options(bundle, fmt=fmt, task=task, lora=lora,
-                                max_length=max_length, precision=precision)
-    calib = calibration_check(precision, bundle.spec, file=calibration, method=calibration_method,
-                              int8_mode=int8_mode, max_length=calibration_max_length, cache_dir=cache_dir, fmt=fmt)
+                                max_length=max_length, precision=precision, gguf_type=gguf_type)
+    if fmt == "gguf":
+        given = {"--calibration": calibration, "--calibration-method": calibration_method, "--int8-mode": int8_mode,
+                 "--calibration-max-length": calibration_max_length}
+        used = [k for k, v in given.items() if v is not None]
+        if used:
+            raise EmbccError(f"{used[0]} applies to ONNX fp16/int8; GGUF quantizes by --type", f"leave out {used[0]}")
+        calib = None
+        gguf_type = (gguf_type or "f32").lower()
+        if mode == "keep":
+            tasks = resolve_tasks(bundle, task)  # keep writes one adapter file per task asked for
+    else:
+        calib = calibration_check(precision, bundle.spec, file=calibration, method=calibration_method,
+                                  int8_mode=int8_mode, max_length=calibration_max_length, cache_dir=cache_dir,
+                                  fmt=fmt)
     options = {"format": fmt, "lora": mode, "tasks": tasks, "rope_theta": rope_theta, "max_length": max_length,
-               "precision": precision}
+               "precision": gguf_type or precision}
     if calib is not None:
         options["calibration"] = {"source": calib.source, "method": calib.method, "max_length": calib.max_length,
                                   **({"int8_mode": calib.int8_mode} if precision == "int8" else {})}
+    if fmt == "onnx":
+        write = functools.partial(_write_one, precision=precision, calibration=calib)
+    else:
+        write = _gguf_writer(gguf_type, tasks)
     with staged_dir(out) as tmp:
         if mode == "merge":
             for name in tasks:
                 (tmp / name).mkdir()
-                _write_one(bundle, tmp / name, task=name, lora="merge", rope_theta=rope_theta, max_length=max_length,
-                           precision=precision, calibration=calib)
+                write(bundle, tmp / name, task=name, lora="merge", rope_theta=rope_theta, max_length=max_length)
         else:
-            _write_one(bundle, tmp, task=None, lora=mode, rope_theta=rope_theta, max_length=max_length,
-                       precision=precision, calibration=calib)
+            write(bundle, tmp, task=None, lora=mode, rope_theta=rope_theta, max_length=max_length)
         write_manifest(tmp, source_sha256=bundle.source_sha256,
                        options={**options, "family": bundle.spec.family, "layout": bundle.layout})
     return out
@@ -107,6 +131,26 @@ def _write_one(bundle: Bundle, where: Path, *, task: str | None, lora: str | Non
                            calibration=calibration, checkpoint_sha256=bundle.source_sha256)
         (where / REPORT).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     (where / SPEC_FILE).write_text(spec.to_json())
+
+
+def _gguf_writer(gguf_type: str, tasks: list[str]):
+    """_write_one for GGUF: the same adapt step (spec, theta, checks), then the GGUF writer instead of tracing."""
+
+    def write(bundle: Bundle, where: Path, *, task: str | None, lora: str | None, rope_theta: float | None,
+              max_length: int | None) -> None:
+        from embcc.export.gguf import export_gguf
+        from embcc.export.graph import adapt_spec
+
+        spec = adapt_spec(bundle, task=task, lora=lora, rope_theta=rope_theta)
+        spec = dataclasses.replace(spec, precision=gguf_type, **({"max_length": max_length} if max_length else {}))
+        if spec.lora == "keep":  # one adapter file per task asked for; the artifact offers exactly those
+            spec = dataclasses.replace(spec, tasks=[t for t in spec.tasks if t.name in tasks])
+        export_gguf(bundle, where, spec, gguf_type, tasks=tasks)
+        for f in bundle.tokenizer_files:
+            shutil.copyfile(f, where / f.name)
+        (where / SPEC_FILE).write_text(spec.to_json())
+
+    return write
 
 
 def artifacts_in(path: Path) -> list[Path]:

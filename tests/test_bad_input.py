@@ -128,7 +128,7 @@ def test_task_with_keep(capsys, ckpts, out):
 
 
 @pytest.mark.parametrize("option,words", [(["--lora", "fold"], "unknown --lora"), (["--format", "tflite"], "unknown format"),
-                                          (["--format", "gguf"], "not implemented yet"),
+                                          (["--format", "tensorrt"], "not implemented yet"),
                                           (["--precision", "int4"], "precision"), (["--rope-theta", "-5"], "positive"),
                                           (["--max-length", "100000"], "max-length")])
 def test_bad_option_values(capsys, ckpts, out, option, words):

@@ -67,10 +67,11 @@ def resolve_tasks(bundle: Bundle, task: str | None) -> list[str]:
     return [task]
 
 
-def adapt(
+def adapt_spec(
     bundle: Bundle, *, task: str | None = None, lora: str | None = "merge", rope_theta: float | None = None
-) -> tuple[EmbeddingGraph, ModelSpec]:
-    """Build the graph for one task (merge), for all tasks (keep), or for a family without adapters."""
+) -> ModelSpec:
+    """The checks of `adapt` and the artifact's ModelSpec, without building a graph (for writers that map
+    tensors instead of tracing, like GGUF)."""
     spec = bundle.spec
     if rope_theta is not None and spec.position != "rope":
         raise EmbccError(f"{spec.family} uses {spec.position} positions, so --rope-theta does not apply", "leave out --rope-theta")
@@ -80,20 +81,31 @@ def adapt(
     if bundle.lora is None:
         if lora == "keep":
             raise EmbccError(f"{spec.family} checkpoint has no task adapters, so --lora keep does not apply", "leave out --lora")
-        weights, mode = bundle.weights, None
+        mode = None
         if task is not None:
             resolve_tasks(bundle, task)
     elif lora in (None, "merge"):
         if task is None:
             raise EmbccError("merging adapters needs one task", "pass --task NAME")
         resolve_tasks(bundle, task)
-        weights, mode = merged_weights(bundle.weights, bundle.lora, task), "merge"
+        mode = "merge"
     elif lora == "keep":
-        weights, mode, task = bundle.weights, "keep", None
+        mode, task = "keep", None
     else:
         raise EmbccError(f"unknown --lora mode {lora!r}", "choose merge or keep")
-    backbone = bundle.family.backbone(bundle, weights, rope_theta=theta)
-    selector = keep_adapters(backbone, bundle.lora) if mode == "keep" else None
-    graph = EmbeddingGraph(backbone, spec.pooling, selector).eval()
-    out_spec = dataclasses.replace(spec, rope_theta=theta, lora=mode, task=task)
+    return dataclasses.replace(spec, rope_theta=theta, lora=mode, task=task)
+
+
+def adapt(
+    bundle: Bundle, *, task: str | None = None, lora: str | None = "merge", rope_theta: float | None = None
+) -> tuple[EmbeddingGraph, ModelSpec]:
+    """Build the graph for one task (merge), for all tasks (keep), or for a family without adapters."""
+    out_spec = adapt_spec(bundle, task=task, lora=lora, rope_theta=rope_theta)
+    if out_spec.lora == "merge":
+        weights = merged_weights(bundle.weights, bundle.lora, out_spec.task)
+    else:
+        weights = bundle.weights
+    backbone = bundle.family.backbone(bundle, weights, rope_theta=out_spec.rope_theta)
+    selector = keep_adapters(backbone, bundle.lora) if out_spec.lora == "keep" else None
+    graph = EmbeddingGraph(backbone, bundle.spec.pooling, selector).eval()
     return graph, out_spec

@@ -46,8 +46,8 @@ def write_fixture(name: str, out: str | Path, *, size: str = "tiny", layout: str
     names = fixture_names()
     if name not in names:
         raise EmbccError(f"unknown fixture {name!r}", f"choose one of: {', '.join(sorted(names))}")
-    if size not in ("tiny", "full") and not (size == "base" and name == "jina-v3"):
-        raise EmbccError(f"unknown fixture size {size!r}", "choose tiny or full")
+    if size not in ("tiny", "tiny256", "full") and not (size == "base" and name == "jina-v3"):
+        raise EmbccError(f"unknown fixture size {size!r}", "choose tiny, tiny256 or full")
     family = names[name]()
     if layout is not None and layout not in family.layouts:
         raise EmbccError(f"unknown layout {layout!r} for {name}", f"choose one of: {', '.join(family.layouts)}")

@@ -20,6 +20,7 @@ from embcc.errors import EmbccError
 from embcc.modelspec import ModelSpec
 
 if TYPE_CHECKING:
+    from embcc.export.gguf_table import GgufTable
     from embcc.export.lora import LoraSet
 
 WEIGHT_FILE = "model.safetensors"
@@ -57,6 +58,7 @@ class Family(ABC):
     name: ClassVar[str]
     fixtures: ClassVar[tuple[str, ...]] = ()
     layouts: ClassVar[tuple[str, ...]] = ()
+    gguf: ClassVar[GgufTable | None] = None  # llama.cpp architecture and tensor-name table (None: no GGUF export)
 
     @classmethod
     @abstractmethod

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from embcc.errors import EmbccError
+from embcc.export.gguf_table import Cfg, GgufTable
 from embcc.families import fixture_tokenizers
 from embcc.families.base import (
     Bundle,
@@ -32,7 +33,49 @@ SIZES = {
     ("jina-v2-base", "full"): (12, 768, 12, 3072, 30528),
     ("jina-v2-small", "tiny"): (2, 64, 4, 128, 1024),
     ("jina-v2-base", "tiny"): (2, 96, 6, 192, 1024),  # 6 heads: exercises non power-of-2 ALiBi slopes
+    # hidden and intermediate sizes that are multiples of 256, the block size of llama.cpp's K-quants
+    ("jina-v2-small", "tiny256"): (2, 256, 4, 512, 1024),
+    ("jina-v2-base", "tiny256"): (2, 256, 4, 512, 1024),
 }
+
+_L = "encoder.layer.{bid}."
+# llama.cpp's jina-bert-v2: post-LN BERT, ALiBi (max bias 8), GEGLU with gate and up fused in ffn_up
+# (gelu on the first half, as JinaBERT's mlp.gated_layers), WordPiece vocabulary in "phantom space" form.
+GGUF = GgufTable(
+    arch="jina-bert-v2",
+    tensors={
+        "token_embd.weight": "embeddings.word_embeddings.weight",
+        "token_types.weight": "embeddings.token_type_embeddings.weight",
+        "token_embd_norm.weight": "embeddings.LayerNorm.weight",
+        "token_embd_norm.bias": "embeddings.LayerNorm.bias",
+        "blk.{bid}.attn_q.weight": _L + "attention.self.query.weight",
+        "blk.{bid}.attn_q.bias": _L + "attention.self.query.bias",
+        "blk.{bid}.attn_k.weight": _L + "attention.self.key.weight",
+        "blk.{bid}.attn_k.bias": _L + "attention.self.key.bias",
+        "blk.{bid}.attn_v.weight": _L + "attention.self.value.weight",
+        "blk.{bid}.attn_v.bias": _L + "attention.self.value.bias",
+        "blk.{bid}.attn_output.weight": _L + "attention.output.dense.weight",
+        "blk.{bid}.attn_output.bias": _L + "attention.output.dense.bias",
+        "blk.{bid}.attn_output_norm.weight": _L + "attention.output.LayerNorm.weight",
+        "blk.{bid}.attn_output_norm.bias": _L + "attention.output.LayerNorm.bias",
+        "blk.{bid}.ffn_up.weight": _L + "mlp.gated_layers.weight",
+        "blk.{bid}.ffn_down.weight": _L + "mlp.wo.weight",
+        "blk.{bid}.ffn_down.bias": _L + "mlp.wo.bias",
+        "blk.{bid}.layer_output_norm.weight": _L + "mlp.layernorm.weight",
+        "blk.{bid}.layer_output_norm.bias": _L + "mlp.layernorm.bias",
+    },
+    hparams={
+        "block_count": Cfg("num_hidden_layers"),
+        "embedding_length": Cfg("hidden_size"),
+        "feed_forward_length": Cfg("intermediate_size"),
+        "attention.head_count": Cfg("num_attention_heads"),
+        "attention.head_count_kv": Cfg("num_attention_heads"),
+        "attention.layer_norm_epsilon": Cfg("layer_norm_eps", cast=float),
+        "attention.max_alibi_bias": 8.0,
+    },
+    tokenizer="bert",
+    pre_tokenizer="jina-v2-en",
+)
 
 
 def _is_jinabert(config: dict) -> bool:
@@ -46,6 +89,7 @@ class JinaV2(Family):
     name = "jina-v2"
     fixtures = ("jina-v2-small", "jina-v2-base")
     layouts = ("original",)
+    gguf = GGUF
 
     @classmethod
     def detect(cls, config: dict, path: Path) -> bool:

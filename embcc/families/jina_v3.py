@@ -14,6 +14,7 @@ import torch
 from transformers import JinaEmbeddingsV3Config, JinaEmbeddingsV3Model
 
 from embcc.errors import EmbccError
+from embcc.export.gguf_table import Cfg, GgufTable
 from embcc.families import fixture_tokenizers
 from embcc.families import jina_v3_layouts as layouts
 from embcc.families.base import (
@@ -43,7 +44,46 @@ SIZES = {  # (layers, hidden, heads, intermediate, vocab)
     "full": (24, 1024, 16, 4096, 250002),
     "base": (12, 768, 12, 3072, 250002),  # the base-sized v3 SPEC.md's speed anchors were measured on
     "tiny": (2, 64, 4, 128, 1000),
+    "tiny256": (2, 256, 4, 512, 1000),  # multiples of 256, the block size of llama.cpp's K-quants
 }
+
+_L = "layers.{bid}."
+# llama.cpp's jina-bert-v3: XLM-RoBERTa with NeoX-style RoPE, post-LN, gelu MLP, sentencepiece Unigram vocab.
+# q, k and v are fused into attn_qkv as llama.cpp's own converter writes them (Jina's original Wqkv).
+GGUF = GgufTable(
+    arch="jina-bert-v3",
+    tensors={
+        "token_embd.weight": "embeddings.word_embeddings.weight",
+        "token_types.weight": "embeddings.token_type_embeddings.weight",
+        "token_embd_norm.weight": "embeddings.LayerNorm.weight",
+        "token_embd_norm.bias": "embeddings.LayerNorm.bias",
+        "blk.{bid}.attn_qkv.weight": tuple(_L + f"self_attn.{p}_proj.weight" for p in "qkv"),
+        "blk.{bid}.attn_qkv.bias": tuple(_L + f"self_attn.{p}_proj.bias" for p in "qkv"),
+        "blk.{bid}.attn_output.weight": _L + "self_attn.o_proj.weight",
+        "blk.{bid}.attn_output.bias": _L + "self_attn.o_proj.bias",
+        "blk.{bid}.attn_output_norm.weight": _L + "post_attention_layernorm.weight",
+        "blk.{bid}.attn_output_norm.bias": _L + "post_attention_layernorm.bias",
+        "blk.{bid}.ffn_up.weight": _L + "mlp.fc1.weight",
+        "blk.{bid}.ffn_up.bias": _L + "mlp.fc1.bias",
+        "blk.{bid}.ffn_down.weight": _L + "mlp.fc2.weight",
+        "blk.{bid}.ffn_down.bias": _L + "mlp.fc2.bias",
+        "blk.{bid}.layer_output_norm.weight": _L + "post_mlp_layernorm.weight",
+        "blk.{bid}.layer_output_norm.bias": _L + "post_mlp_layernorm.bias",
+    },
+    hparams={
+        "block_count": Cfg("num_hidden_layers"),
+        "embedding_length": Cfg("hidden_size"),
+        "feed_forward_length": Cfg("intermediate_size"),
+        "attention.head_count": Cfg("num_attention_heads"),
+        "attention.head_count_kv": Cfg("num_attention_heads"),
+        "attention.layer_norm_epsilon": Cfg("layer_norm_eps", cast=float),
+        "rope.dimension_count": lambda c: c["hidden_size"] // c["num_attention_heads"],  # rotary dim = head dim
+    },
+    tokenizer="t5",
+    pre_tokenizer="default",
+    # llama.cpp adds token_types row 0 to every token but applies no adapter to it: carry its delta on token_embd
+    fold_row0_adapters={"embeddings.token_type_embeddings.weight": "token_embd.weight"},
+)
 
 
 class V3Backbone(JinaEmbeddingsV3Model):
@@ -78,6 +118,7 @@ class JinaV3(Family):
     name = "jina-v3"
     fixtures = ("jina-v3",)
     layouts = ("original", "hf")
+    gguf = GGUF
 
     @classmethod
     def detect(cls, config: dict, path: Path) -> bool:

@@ -1,4 +1,4 @@
-"""Runtimes behind one Embedder interface: torch (the reference) and ONNX Runtime."""
+"""Runtimes behind one Embedder interface: torch (the reference), ONNX Runtime and llama.cpp."""
 
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ def open_artifact(path: Path, *, threads: int | None = None, max_length: int | N
         from embcc.runtimes.onnxrt import OnnxEmbedder
 
         return OnnxEmbedder(path, threads=threads, max_length=max_length, model_file=model_file or forms[0])
+    if (path / "model.gguf").is_file():
+        from embcc.runtimes.llamacpp import LlamaCppEmbedder
+
+        return LlamaCppEmbedder(path, threads=threads, max_length=max_length)
     raise EmbccError(f"{path} holds no artifact embcc can run", "point at a directory written by `embcc export`")
 
 

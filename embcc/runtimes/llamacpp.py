@@ -1,0 +1,181 @@
+"""llama.cpp Embedder (llama-cpp-python) over an embcc GGUF artifact.
+
+Everything llama.cpp does itself: tokenisation from the GGUF's own vocabulary, the forward pass, pooling by
+the GGUF's pooling type, and for `--lora keep` the task's adapter (lora-<task>.gguf, selected per call with
+llama_set_adapters_lora). What stays shared with the other runtimes: the task prefix, truncation to the
+artifact's max_length (special tokens kept, as the HF tokenizer truncates), Matryoshka and L2 (base.Embedder).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from embcc.errors import EmbccError
+from embcc.modelspec import ModelSpec
+from embcc.runtimes.base import Embedder
+
+
+def _llama_cpp():
+    try:
+        import llama_cpp
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise EmbccError(f"llama-cpp-python is not importable ({e})", "pip install llama-cpp-python") from e
+    return llama_cpp
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence llama.cpp's own logging (it writes to the C stderr) for the duration."""
+    from llama_cpp._utils import suppress_stdout_stderr
+
+    with suppress_stdout_stderr(disable=False):
+        yield
+
+
+def _open(model: Path, *, n_ctx: int, threads: int | None):
+    llama_cpp = _llama_cpp()
+    try:
+        with quiet():
+            return llama_cpp.Llama(
+                model_path=str(model), embedding=True, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx,
+                n_threads=threads, n_threads_batch=threads, flash_attn=True, verbose=False,
+            )
+    except (ValueError, RuntimeError) as e:
+        raise EmbccError(f"llama.cpp refuses to load {model.name} ({e})", "the GGUF is not one llama.cpp can run") from e
+
+
+def _adapter(llm, path: Path):
+    llama_cpp = _llama_cpp()
+    with quiet():
+        handle = llama_cpp.llama_adapter_lora_init(llm._model.model, str(path).encode())
+    if not handle:
+        raise EmbccError(f"llama.cpp refuses to load adapter {path.name}", "the adapter does not fit the base GGUF")
+    return handle
+
+
+def load_check(model: Path, adapters: list[Path]) -> None:
+    """Load a written GGUF (and its adapters) in llama.cpp once: a file llama.cpp refuses is a failed export."""
+    llama_cpp = _llama_cpp()
+    llm = _open(model, n_ctx=64, threads=1)
+    try:
+        for a in adapters:
+            llama_cpp.llama_adapter_lora_free(_adapter(llm, a))
+        ids = llm.tokenize(b"hello world", add_bos=True, special=False)
+        with quiet():
+            llm._ctx.decode(_batch_of(llm, [ids]))
+    except RuntimeError as e:
+        raise EmbccError(f"llama.cpp cannot run {model.name} ({e})", "the GGUF is not one llama.cpp can run") from e
+    finally:
+        llm.close()
+
+
+def _batch_of(llm, seqs: list[list[int]]):
+    batch = llm._batch
+    batch.reset()
+    for i, ids in enumerate(seqs):
+        batch.add_sequence(ids, i, True)
+    return batch
+
+
+class LlamaCppEmbedder(Embedder):
+    runtime = "llama.cpp"
+
+    def __init__(self, artifact: Path, *, threads: int | None = None, max_length: int | None = None):
+        from embcc.export.gguf import MODEL_FILE, adapter_file
+        from embcc.export.gguf_vocab import leading_space_differs
+
+        artifact = Path(artifact)
+        spec = ModelSpec.read(artifact)
+        super().__init__(spec, artifact / "tokenizer.json", max_length)
+        path = artifact / MODEL_FILE
+        if not path.is_file():
+            raise EmbccError(f"{artifact} has no {MODEL_FILE}", "export it with --format gguf")
+        import torch
+
+        self.threads = threads or torch.get_num_threads()
+        self.n_ctx = max(64, self.max_length)
+        self.llm = _open(path, n_ctx=self.n_ctx, threads=self.threads)
+        self.n_seq_max = int(self.llm.context_params.n_seq_max)
+        self.adapters: dict[int, object] = {}
+        if spec.lora == "keep":
+            for t in spec.tasks:
+                f = artifact / adapter_file(t.name)
+                if not f.is_file():
+                    raise EmbccError(f"{artifact} lacks adapter {f.name}", "export it again with --lora keep")
+                self.adapters[t.id] = _adapter(self.llm, f)
+        self._active: int | None = None
+        meta = self.llm.metadata
+        flags = {k.removeprefix("tokenizer.ggml."): v == "true" for k, v in meta.items()
+                 if k in ("tokenizer.ggml.add_space_prefix", "tokenizer.ggml.remove_extra_whitespaces")}
+        self.fix_leading_space = leading_space_differs(flags)
+        with_specials = self.llm.tokenize(b"a", add_bos=True, special=False)
+        plain = self.llm.tokenize(b"a", add_bos=False, special=False)
+        i = next(i for i in range(len(with_specials)) if with_specials[i : i + len(plain)] == plain)
+        self.before, self.after = with_specials[:i], with_specials[i + len(plain):]
+
+    def close(self) -> None:
+        llama_cpp = _llama_cpp()
+        for handle in self.adapters.values():
+            llama_cpp.llama_adapter_lora_free(handle)
+        self.adapters = {}
+        self.llm.close()
+
+    def llama_tokens(self, text: str) -> list[int]:
+        """llama.cpp's own token ids for one text, special tokens included, truncated like the HF tokenizer."""
+        if self.fix_leading_space and text and self._starts_with_space(text):
+            text = text[1:]
+        ids = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False) if text else []
+        keep = self.max_length - len(self.before) - len(self.after)
+        return self.before + ids[:keep] + self.after
+
+    def _starts_with_space(self, text: str) -> bool:
+        """The first character normalises to one space and the text is not all spaces (see leading_space_differs)."""
+        norm = self.tokenizer.normalizer
+        if norm is None:
+            return text[0] == " " and bool(text.strip(" "))
+        return norm.normalize_str(text[0]) == " " and bool(norm.normalize_str(text).strip(" "))
+
+    def token_ids(self, texts, task: str | None = None) -> list[list[int]]:
+        full, _ = self.prefixed(texts, task)
+        return [self.llama_tokens(t) for t in full]
+
+    def _select(self, task_id: int | None) -> None:
+        if not self.adapters or task_id == self._active:
+            return
+        llama_cpp = _llama_cpp()
+        if task_id not in self.adapters:
+            raise EmbccError("this artifact selects its adapter by task", "pass a task")
+        arr = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self.adapters[task_id])
+        scales = (ctypes.c_float * 1)(1.0)
+        if llama_cpp.llama_set_adapters_lora(self.llm._ctx.ctx, arr, 1, scales):
+            raise EmbccError("llama.cpp failed to select the task adapter", "export the artifact again")
+        self._active = task_id
+
+    def _embed(self, input_ids: np.ndarray, attention_mask: np.ndarray, task_id: int | None) -> np.ndarray:
+        llama_cpp = _llama_cpp()
+        self._select(task_id)
+        seqs = [row[: int(m.sum())].tolist() for row, m in zip(input_ids, attention_mask)]
+        out: list[np.ndarray] = []
+        group: list[list[int]] = []
+
+        def run() -> None:
+            self.llm._ctx.kv_cache_clear()
+            self.llm._ctx.decode(_batch_of(self.llm, group))
+            n = self.llm.n_embd()
+            for i in range(len(group)):
+                ptr = llama_cpp.llama_get_embeddings_seq(self.llm._ctx.ctx, i)
+                out.append(np.ctypeslib.as_array(ptr, shape=(n,)).astype(np.float64))
+
+        for ids in seqs:
+            if group and (sum(map(len, group)) + len(ids) > self.n_ctx or len(group) >= self.n_seq_max):
+                run()
+                group = []
+            group.append(ids)
+        if group:
+            run()
+        return np.stack(out)
