@@ -21,10 +21,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     f = sub.add_parser("fixture", help="write a random-weight checkpoint in a published layout")
-    f.add_argument("name", help="jina-v2-small | jina-v2-base | jina-v3")
+    f.add_argument("name", help="jina-v2-small | jina-v2-base | jina-v3 | jina-v5-small | jina-v5-nano")
     f.add_argument("out", type=Path)
     f.add_argument("--size", default="tiny", choices=["tiny", "full", "base"], help="tiny for tests, full for benchmarks")
-    f.add_argument("--layout", default=None, help="original | hf (v3)")
+    f.add_argument("--layout", default=None, help="original | hf (v3); base | premerged (v5)")
     f.add_argument("--seed", type=int, default=0)
 
     def export_options(q: argparse.ArgumentParser) -> None:
@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--rope-theta", type=float, default=None, help="RoPE base (default: the checkpoint's)")
         q.add_argument("--max-length", type=int, default=None, help="truncation length recorded in the artifact")
         q.add_argument("--precision", default="fp32", help="fp32")
+        q.add_argument("--role", default=None, help="query | document: the input role recorded in the artifact (v5; default document)")
 
     e = sub.add_parser("export", help="export a checkpoint to an artifact directory")
     e.add_argument("checkpoint", type=Path)
@@ -81,7 +82,8 @@ def _run(args: argparse.Namespace) -> int:
         from embcc.pipeline import export
 
         out = export(args.checkpoint, args.out, fmt=args.fmt, task=args.task, lora=args.lora,
-                     rope_theta=args.rope_theta, max_length=args.max_length, precision=args.precision)
+                     rope_theta=args.rope_theta, max_length=args.max_length, precision=args.precision,
+                     role=args.role)
         print(f"wrote {out}")
         return 0
     if args.command == "verify":

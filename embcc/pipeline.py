@@ -24,7 +24,7 @@ LORA_MODES = ("merge", "keep")
 
 def check_options(
     bundle: Bundle, *, fmt: str, task: str | None, lora: str | None,
-    max_length: int | None, precision: str,
+    max_length: int | None, precision: str, role: str | None = None,
 ) -> tuple[str | None, list[str]]:
     """Refuse what does not apply before any work is done; returns the LoRA mode and the tasks to export.
     (--rope-theta is checked once, in export.graph.adapt, which the torch reference uses too.)"""
@@ -47,13 +47,15 @@ def check_options(
     mode = None if bundle.lora is None else (lora or "merge")
     if mode == "keep" and task not in (None, "all"):
         raise EmbccError("--lora keep puts every task in one graph, so --task does not apply", "leave out --task, or use --lora merge")
-    return mode, resolve_tasks(bundle, task) if mode != "keep" else [t.name for t in spec.tasks]
+    tasks = resolve_tasks(bundle, task) if mode != "keep" else [t.name for t in spec.tasks]
+    spec.check_role(role, tasks if mode != "keep" else [])
+    return mode, tasks
 
 
 def export(
     checkpoint: str | Path, out: str | Path, *, fmt: str = "onnx", task: str | None = None, lora: str | None = None,
     rope_theta: float | None = None, max_length: int | None = None, precision: str = "fp32",
-    bundle: Bundle | None = None,
+    bundle: Bundle | None = None, role: str | None = None,
 ) -> Path:
     """Export one checkpoint; returns the artifact directory. Nothing is left at `out` on failure."""
     out = Path(out)
@@ -61,28 +63,34 @@ def export(
         raise EmbccError(f"output {out} already exists", "choose a new --out directory or remove the old one")
     bundle = bundle or load(checkpoint)
     mode, tasks = check_options(bundle, fmt=fmt, task=task, lora=lora,
-                                max_length=max_length, precision=precision)
+                                max_length=max_length, precision=precision, role=role)
     options = {"format": fmt, "lora": mode, "tasks": tasks, "rope_theta": rope_theta, "max_length": max_length,
                "precision": precision}
+    if role is not None:
+        options["role"] = role
     with staged_dir(out) as tmp:
         if mode == "merge":
             for name in tasks:
                 (tmp / name).mkdir()
-                _write_one(bundle, tmp / name, task=name, lora="merge", rope_theta=rope_theta, max_length=max_length)
-        else:
-            _write_one(bundle, tmp, task=None, lora=mode, rope_theta=rope_theta, max_length=max_length)
+                _write_one(bundle, tmp / name, task=name, lora="merge", rope_theta=rope_theta, max_length=max_length,
+                           role=role)
+        else:  # kept adapters, no adapters, or a pre-merged checkpoint (one task, named by --task)
+            one = tasks[0] if mode is None and bundle.spec.task is not None else None
+            _write_one(bundle, tmp, task=one, lora=mode, rope_theta=rope_theta, max_length=max_length, role=role)
         write_manifest(tmp, source_sha256=bundle.source_sha256,
                        options={**options, "family": bundle.spec.family, "layout": bundle.layout})
     return out
 
 
 def _write_one(bundle: Bundle, where: Path, *, task: str | None, lora: str | None, rope_theta: float | None,
-               max_length: int | None) -> None:
+               max_length: int | None, role: str | None = None) -> None:
     from embcc.export.onnx import export_onnx
 
     graph, spec = adapt(bundle, task=task, lora=lora, rope_theta=rope_theta)
     if max_length is not None:
         spec = dataclasses.replace(spec, max_length=max_length)
+    if role is not None:
+        spec = dataclasses.replace(spec, role=role)
     export_onnx(graph, where)
     for f in bundle.tokenizer_files:
         shutil.copyfile(f, where / f.name)

@@ -76,12 +76,12 @@ def compare(ref: np.ndarray, got: np.ndarray, bar: dict) -> dict:
 
 
 def parity(artifact: Embedder, reference: Embedder, *, tasks: list[str | None], bar: dict, name: str,
-           texts: list[str] | None = None) -> list[TaskParity]:
+           texts: list[str] | None = None, role: str | None = None) -> list[TaskParity]:
     texts = PROBES if texts is None else texts
     rows = []
     for task in tasks:
-        ref = reference.encode(texts, task=task)
-        got = artifact.encode(texts, task=task)
+        ref = reference.encode(texts, task=task, role=role)
+        got = artifact.encode(texts, task=task, role=role)
         m = compare(ref, got, bar)
         rows.append(TaskParity(name, task, len(texts), m["min_cosine"], m["mean_cosine"], m["max_abs_diff"],
                                m["ranking_agreement"], bar, m["passed"]))
@@ -100,9 +100,10 @@ def verify(artifact_path: str | Path, reference: str | Path | Bundle, *, texts: 
     for art in artifacts_in(root):
         spec = ModelSpec.read(art)
         embedder = open_artifact(art)
-        ref = TorchEmbedder(bundle, rope_theta=spec.rope_theta, max_length=spec.max_length)
-        tasks: list[str | None] = [spec.task] if spec.lora == "merge" else [t.name for t in spec.tasks] or [None]
-        rows += parity(embedder, ref, tasks=tasks, bar=BARS[spec.precision], name=str(art.relative_to(root)) if art != root else ".", texts=texts)
+        ref = TorchEmbedder(bundle, rope_theta=spec.rope_theta, max_length=spec.max_length, task=spec.task)
+        tasks: list[str | None] = [spec.task] if spec.task is not None else [t.name for t in spec.tasks] or [None]
+        rows += parity(embedder, ref, tasks=tasks, bar=BARS[spec.precision], name=str(art.relative_to(root)) if art != root else ".",
+                       texts=texts, role=spec.role)
     manifest = root / MANIFEST
     source = json.loads(manifest.read_text()).get("source_sha256") if manifest.is_file() else None
     report = {
