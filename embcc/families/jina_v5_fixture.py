@@ -11,6 +11,7 @@ random weights that attend uniformly, RoPE (and so --rope-theta) would barely ch
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -108,7 +109,15 @@ def write(variant: Variant, out: Path, *, size: str, layout: str, seed: int) -> 
             for module, (a, b) in adapters[TASKS.index("retrieval")].items():
                 w = model.get_submodule(module).weight
                 w.copy_((w.double() + (b.double() @ a.double()) * (LORA_ALPHA / LORA_RANK)).float())
-    model.to(torch.bfloat16).save_pretrained(str(out), safe_serialization=True)
+    from transformers.utils import logging as hf_logging
+
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.to(torch.bfloat16).save_pretrained(str(out), safe_serialization=True)
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
     model.float()
     write_json(out / "config.json", published)
     if layout == "base":
@@ -122,7 +131,9 @@ def write_peft_adapters(model: torch.nn.Module, adapters: list[dict], where: Pat
 
     config = LoraConfig(r=LORA_RANK, lora_alpha=LORA_ALPHA, lora_dropout=0.1, target_modules=list(LORA_TARGETS),
                         bias="none", task_type="FEATURE_EXTRACTION")
-    peft_model = get_peft_model(model, config)
+    with warnings.catch_warnings():  # PEFT calls a transformers method that transformers deprecates
+        warnings.simplefilter("ignore", FutureWarning)
+        peft_model = get_peft_model(model, config)
     peft_model.peft_config["default"].base_model_name_or_path = repo
     base = peft_model.base_model.model
     for task, per in zip(TASKS, adapters):
