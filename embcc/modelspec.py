@@ -59,10 +59,10 @@ class ModelSpec:
             return
         if not any(t.roles for t in self.tasks):
             raise EmbccError(f"{self.family} inputs have no roles, but role {role!r} was given", "leave out --role")
-        named = [t for t in self.tasks if t.name in tasks]
-        if not named:  # kept adapters: the role must exist for at least one task
-            named = [next((t for t in self.tasks if role in (t.roles or {})), self.tasks[0])]
-        for t in named:
+        for t in [t for t in self.tasks if t.name in tasks] if tasks else self.tasks:
+            if not tasks and role not in (t.roles or {}):  # kept adapters: the role is every task's default
+                raise EmbccError(f"the graph keeps every task, and task {t.name!r} has no {role!r} role",
+                                 "leave out --role (pass role per encode call), or export --lora merge --task NAME")
             t.prefix_for(role)
 
     def task_by_name(self, name: str | None) -> Task | None:

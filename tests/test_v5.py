@@ -323,8 +323,11 @@ def test_unknown_task_and_missing_role(capsys, v5_ckpts, out):
     assert_one_line_error(*run(capsys, "export", ck, "--out", str(out), "--task", "text-matching", "--role", "query"),
                           "has no 'query' role")
     nothing_left(out)
-    assert_one_line_error(*run(capsys, "export", ck, "--out", str(out), "--role", "passage", "--lora", "keep"),
+    assert_one_line_error(*run(capsys, "export", ck, "--out", str(out), "--role", "passage", "--task", "retrieval"),
                           "'passage'")
+    nothing_left(out)
+    assert_one_line_error(*run(capsys, "export", ck, "--out", str(out), "--role", "query", "--lora", "keep"),
+                          "keeps every task", "'query'")
     nothing_left(out)
     pm = str(v5_ckpts["nano-premerged"])
     assert_one_line_error(*run(capsys, "export", pm, "--out", str(out), "--task", "all"), "one task merged in")

@@ -16,17 +16,14 @@ class TorchEmbedder(Embedder):
     runtime = "torch"
 
     def __init__(self, bundle: Bundle, *, rope_theta: float | None = None, max_length: int | None = None,
-                 task: str | None = None, role: str | None = None):
-        """`task` names a pre-merged checkpoint's task (as `--task` does at export); `role` the default role."""
+                 task: str | None = None):
+        """`task` names a pre-merged checkpoint's task (as `--task` does at export)."""
         theta = rope_theta if rope_theta is not None else bundle.spec.rope_theta
         spec = dataclasses.replace(bundle.spec, rope_theta=theta)
         if task is not None and bundle.lora is None and spec.task is not None:
             from embcc.export.graph import resolve_tasks
 
             spec = dataclasses.replace(spec, task=resolve_tasks(bundle, task)[0])
-        if role is not None:
-            spec.check_role(role, [spec.task] if spec.task else [])
-            spec = dataclasses.replace(spec, role=role)
         super().__init__(spec, bundle.path / "tokenizer.json", max_length)
         self.bundle = bundle
         self._graph: EmbeddingGraph | None = None
