@@ -146,6 +146,12 @@ def test_prefixes_by_role(v5_ckpts, size):
     q = e.encode(TEXTS, task="retrieval", role="query")
     d = e.encode(TEXTS, task="retrieval", role="document")
     assert cos_min(q, d) < 0.99  # the prefix matters
+    # Matryoshka: truncate the pooled vector, then re-normalise; 32 is the smallest
+    small = e.encode(TEXTS, task="retrieval", role="query", dim=32)
+    want = q[:, :32] / np.linalg.norm(q[:, :32], axis=1, keepdims=True)
+    np.testing.assert_allclose(small, want, atol=1e-6)
+    with pytest.raises(EmbccError, match="Matryoshka"):
+        e.encode(TEXTS, task="retrieval", dim=16)
 
 
 def test_v3_has_no_roles(ckpts):
