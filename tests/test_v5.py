@@ -119,6 +119,23 @@ def test_load_base_and_premerged(v5_ckpts, size):
     assert cos_min(base, merged) > 0.995 and cos_min(base, other) < 0.99
 
 
+def test_premerged_saved_as_plain_backbone_is_recognised(v5_ckpts, tmp_path):
+    """A pre-merged repo whose config.json is the plain Qwen3 one (no task_names): v5 by its prompts."""
+    d = shutil.copytree(v5_ckpts["small-premerged"], tmp_path / "ck")
+    cfg = json.loads((d / "config.json").read_text())
+    for k in ("auto_map", "task_names"):
+        cfg.pop(k)
+    cfg.update(model_type="qwen3", architectures=["Qwen3Model"])
+    (d / "config.json").write_text(json.dumps(cfg))
+    b = load(d)
+    assert b.spec.family == "jina-v5-small" and b.layout == "premerged" and b.spec.task == "retrieval"
+    assert [t.name for t in b.spec.tasks] == TASKS
+    np.testing.assert_array_equal(TorchEmbedder(b).encode(TEXTS), TorchEmbedder(load(v5_ckpts["small-premerged"])).encode(TEXTS))
+    (d / "config_sentence_transformers.json").unlink()
+    with pytest.raises(EmbccError, match="not a model embcc knows"):
+        load(d)
+
+
 def test_model_prefix_and_lm_head_are_accepted(v5_ckpts, tmp_path):
     d = shutil.copytree(v5_ckpts["small"], tmp_path / "ck")
     w = load_file(str(d / "model.safetensors"))

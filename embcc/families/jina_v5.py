@@ -200,8 +200,16 @@ class JinaV5(Family):
     def detect(cls, config: dict, path: Path) -> bool:
         if config.get("model_type") == "jina_embeddings_v5" or "JinaEmbeddingsV5Model" in (config.get("architectures") or []):
             return True
-        # a pre-merged repo saved as the plain backbone: recognised by v5's task names
-        return config.get("model_type") in ("qwen3", "eurobert") and bool(config.get("task_names"))
+        # a pre-merged repo saved as the plain backbone: recognised by v5's task names, its name, or its prompts
+        if config.get("model_type") not in ("qwen3", "eurobert"):
+            return False
+        if config.get("task_names") or "jina-embeddings-v5" in str(config.get("_name_or_path", "")):
+            return True
+        st = path / "config_sentence_transformers.json"
+        try:
+            return st.is_file() and json.loads(st.read_text()).get("prompts") == PROMPTS
+        except json.JSONDecodeError:
+            return False
 
     def load(self, path: Path) -> Bundle:
         config = read_config(path)
