@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from transformers import EuroBertConfig, EuroBertModel, Qwen3Config, Qwen3Model
@@ -57,11 +57,11 @@ class _LastHiddenState:
 
 
 class V5SmallBackbone(_LastHiddenState, Qwen3Model):
-    extra = {"use_cache": False}
+    extra: ClassVar[dict] = {"use_cache": False}  # Qwen3 is a decoder: no KV cache in an embedding graph
 
 
 class V5NanoBackbone(_LastHiddenState, EuroBertModel):
-    extra: dict = {}
+    extra: ClassVar[dict] = {}
 
 
 @dataclass(frozen=True)
@@ -74,9 +74,8 @@ class Variant:
     repo: str
     config_keys: tuple[str, ...]  # the backbone config keys read from config.json
     markers: tuple[str, ...]  # config keys only this backbone's config class writes
-    # llama.cpp names of the backbone tensors ({bid} = block index), for the GGUF writer
-    gguf_arch: str
-    gguf_pre: str
+    gguf_arch: str  # llama.cpp arch (SPEC.md section 3)
+    gguf_pre: str  # llama.cpp pre-tokenizer name, named from the family (its hash check refuses fixtures)
 
 
 _COMMON_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
