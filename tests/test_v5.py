@@ -363,3 +363,10 @@ def test_cli_fixture_layouts(capsys, tmp_path):
     assert main(["fixture", "jina-v5-nano", str(tmp_path / "n"), "--layout", "premerged"]) == 0
     assert not (tmp_path / "n" / "adapters").exists() and load(tmp_path / "n").layout == "premerged"
     assert_one_line_error(*run(capsys, "fixture", "jina-v5-small", str(tmp_path / "x"), "--layout", "hf"), "layout")
+
+
+def test_verify_caps_an_uncapped_export_at_8192(v5_ckpts, tmp_path):
+    out = export(v5_ckpts["nano"], tmp_path / "full", task="clustering")
+    assert ModelSpec.read(out / "clustering").max_length == 32768
+    report = verify(out, v5_ckpts["nano"], texts=[LONG, "short"], write=False)
+    assert report["probe_max_tokens"] == 8192 and report["passed"]
