@@ -79,7 +79,7 @@ def gemm_peak(threads: int) -> dict[str, float]:
 
 def model_flops(weights: dict[str, torch.Tensor], spec: ModelSpec, batch: int, length: int, layers: int) -> float:
     """Matmul FLOPs of one forward: 2 x (non-embedding matrix params) per token, plus attention's 4 L^2 H."""
-    matrix = sum(w.numel() for k, w in weights.items() if w.ndim == 2 and "embeddings" not in k)
+    matrix = sum(w.numel() for k, w in weights.items() if w.ndim == 2 and "embed" not in k)  # no token tables
     return 2.0 * matrix * batch * length + 4.0 * batch * length * length * spec.dim * layers
 
 

@@ -21,11 +21,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     f = sub.add_parser("fixture", help="write a random-weight checkpoint in a published layout")
-    f.add_argument("name", help="jina-v2-small | jina-v2-base | jina-v3")
+    f.add_argument("name", help="jina-v2-small | jina-v2-base | jina-v3 | jina-v5-small | jina-v5-nano")
     f.add_argument("out", type=Path)
     f.add_argument("--size", default="tiny", choices=["tiny", "tiny256", "full", "base"],
                    help="tiny for tests (tiny256: sizes that are multiples of 256, for K-quants), full for benchmarks")
-    f.add_argument("--layout", default=None, help="original | hf (v3)")
+    f.add_argument("--layout", default=None, help="original | hf (v3); base | premerged (v5)")
     f.add_argument("--seed", type=int, default=0)
 
     def export_options(q: argparse.ArgumentParser) -> None:
@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--cache-dir", type=Path, default=None, help="calibration cache (default ~/.cache/embcc)")
         q.add_argument("--type", dest="gguf_type", default=None,
                        help="GGUF only, llama.cpp's type names: f32 (default) | f16 | bf16 | q8_0 | q4_0 | q4_k_m | ...")
+        q.add_argument("--role", default=None, help="query | document: the input role recorded in the artifact (v5; default document)")
 
     e = sub.add_parser("export", help="export a checkpoint to an artifact directory")
     e.add_argument("checkpoint", type=Path)
@@ -94,7 +95,8 @@ def _run(args: argparse.Namespace) -> int:
                      rope_theta=args.rope_theta, max_length=args.max_length, precision=args.precision,
                      calibration=args.calibration, calibration_method=args.calibration_method,
                      int8_mode=args.int8_mode, calibration_max_length=args.calibration_max_length,
-                     cache_dir=args.cache_dir, gguf_type=args.gguf_type)
+                     cache_dir=args.cache_dir, gguf_type=args.gguf_type,
+                     role=args.role)
         print(f"wrote {out}")
         return 0
     if args.command == "verify":

@@ -20,7 +20,20 @@ SPEC_FILE = "embcc.json"
 class Task:
     name: str
     id: int
-    prefix: str = ""
+    prefix: str = ""  # the prefix when no role is asked for (v5: the default role's)
+    # Families whose inputs have roles (v5: query / document) give each task its role -> prefix map;
+    # a task without roles (v2, v3) leaves it None.
+    roles: dict[str, str] | None = field(default=None, hash=False)
+
+    def prefix_for(self, role: str | None) -> str:
+        if role is None:
+            return self.prefix
+        if not self.roles:
+            raise EmbccError(f"task {self.name!r} has no roles, but role {role!r} was given", "leave out --role")
+        if role not in self.roles:
+            raise EmbccError(f"task {self.name!r} has no {role!r} role",
+                             f"choose one of: {', '.join(self.roles)} (or another task)")
+        return self.roles[role]
 
 
 @dataclass
@@ -38,6 +51,19 @@ class ModelSpec:
     lora: str | None = None  # "merge" | "keep" | None (no adapters)
     task: str | None = None
     precision: str = "fp32"
+    role: str | None = None  # the input role texts get by default (v5: "document"); None for families without
+
+    def check_role(self, role: str | None, tasks: list[str]) -> None:
+        """Refuse a role that a family without roles, or one of `tasks`, does not have."""
+        if role is None:
+            return
+        if not any(t.roles for t in self.tasks):
+            raise EmbccError(f"{self.family} inputs have no roles, but role {role!r} was given", "leave out --role")
+        for t in [t for t in self.tasks if t.name in tasks] if tasks else self.tasks:
+            if not tasks and role not in (t.roles or {}):  # kept adapters: the role is every task's default
+                raise EmbccError(f"the graph keeps every task, and task {t.name!r} has no {role!r} role",
+                                 "leave out --role (pass role per encode call), or export --lora merge --task NAME")
+            t.prefix_for(role)
 
     def task_by_name(self, name: str | None) -> Task | None:
         """The task to run: `name`, or the artifact's own merged task, or None for families without tasks."""
@@ -49,7 +75,7 @@ class ModelSpec:
             name = self.task if self.task is not None else self.tasks[0].name
         for t in self.tasks:
             if t.name == name:
-                if self.lora == "merge" and self.task is not None and name != self.task:
+                if self.lora != "keep" and self.task is not None and name != self.task:
                     raise EmbccError(
                         f"this artifact has task {self.task!r} merged in, not {name!r}",
                         f"use the artifact exported for {name!r}",

@@ -28,7 +28,7 @@ LORA_MODES = ("merge", "keep")
 
 def check_options(
     bundle: Bundle, *, fmt: str, task: str | None, lora: str | None,
-    max_length: int | None, precision: str, gguf_type: str | None = None,
+    max_length: int | None, precision: str, gguf_type: str | None = None, role: str | None = None,
 ) -> tuple[str | None, list[str]]:
     """Refuse what does not apply before any work is done; returns the LoRA mode and the tasks to export.
     (--rope-theta is checked once, in export.graph.adapt, which the torch reference uses too.)"""
@@ -58,7 +58,9 @@ def check_options(
     mode = None if bundle.lora is None else (lora or "merge")
     if mode == "keep" and fmt != "gguf" and task not in (None, "all"):
         raise EmbccError("--lora keep puts every task in one graph, so --task does not apply", "leave out --task, or use --lora merge")
-    return mode, resolve_tasks(bundle, task) if mode != "keep" else [t.name for t in spec.tasks]
+    tasks = resolve_tasks(bundle, task) if mode != "keep" else [t.name for t in spec.tasks]
+    spec.check_role(role, tasks if mode != "keep" else [])
+    return mode, tasks
 
 
 def export(
@@ -66,6 +68,7 @@ def export(
     rope_theta: float | None = None, max_length: int | None = None, precision: str = "fp32",
     calibration: str | Path | None = None, calibration_method: str | None = None, int8_mode: str | None = None,
     calibration_max_length: int | None = None, cache_dir: str | Path | None = None, bundle: Bundle | None = None, gguf_type: str | None = None,
+    role: str | None = None,
 ) -> Path:
     """Export one checkpoint; returns the artifact directory. Nothing is left at `out` on failure.
 
@@ -75,7 +78,8 @@ def export(
         raise EmbccError(f"output {out} already exists", "choose a new --out directory or remove the old one")
     bundle = bundle or load(checkpoint)
     mode, tasks = check_options(bundle, fmt=fmt, task=task, lora=lora,
-                                max_length=max_length, precision=precision, gguf_type=gguf_type)
+                                max_length=max_length, precision=precision, gguf_type=gguf_type,
+                                role=role)
     if fmt == "gguf":
         given = {"--calibration": calibration, "--calibration-method": calibration_method, "--int8-mode": int8_mode,
                  "--calibration-max-length": calibration_max_length}
@@ -92,31 +96,36 @@ def export(
                                   fmt=fmt)
     options = {"format": fmt, "lora": mode, "tasks": tasks, "rope_theta": rope_theta, "max_length": max_length,
                "precision": gguf_type or precision}
+    if role is not None:
+        options["role"] = role
     if calib is not None:
         options["calibration"] = {"source": calib.source, "method": calib.method, "max_length": calib.max_length,
                                   **({"int8_mode": calib.int8_mode} if precision == "int8" else {})}
     if fmt == "onnx":
-        write = functools.partial(_write_one, precision=precision, calibration=calib)
+        write = functools.partial(_write_one, precision=precision, calibration=calib, role=role)
     else:
-        write = _gguf_writer(gguf_type, tasks)
+        write = _gguf_writer(gguf_type, tasks, role)
     with staged_dir(out) as tmp:
         if mode == "merge":
             for name in tasks:
                 (tmp / name).mkdir()
                 write(bundle, tmp / name, task=name, lora="merge", rope_theta=rope_theta, max_length=max_length)
-        else:
-            write(bundle, tmp, task=None, lora=mode, rope_theta=rope_theta, max_length=max_length)
+        else:  # kept adapters, no adapters, or a pre-merged checkpoint (one task, named by --task)
+            one = tasks[0] if mode is None and bundle.spec.task is not None else None
+            write(bundle, tmp, task=one, lora=mode, rope_theta=rope_theta, max_length=max_length)
         write_manifest(tmp, source_sha256=bundle.source_sha256,
                        options={**options, "family": bundle.spec.family, "layout": bundle.layout})
     return out
 
 
 def _write_one(bundle: Bundle, where: Path, *, task: str | None, lora: str | None, rope_theta: float | None,
-               max_length: int | None, precision: str = "fp32", calibration: Calibration | None = None) -> None:
+               max_length: int | None, precision: str = "fp32", calibration: Calibration | None = None,
+               role: str | None = None) -> None:
     from embcc.export.onnx import export_onnx
 
     graph, spec = adapt(bundle, task=task, lora=lora, rope_theta=rope_theta)
-    spec = dataclasses.replace(spec, precision=precision, **({"max_length": max_length} if max_length else {}))
+    spec = dataclasses.replace(spec, precision=precision, **({"max_length": max_length} if max_length else {}),
+                               **({"role": role} if role is not None else {}))
     for f in bundle.tokenizer_files:
         shutil.copyfile(f, where / f.name)
     if calibration is None:
@@ -133,7 +142,7 @@ def _write_one(bundle: Bundle, where: Path, *, task: str | None, lora: str | Non
     (where / SPEC_FILE).write_text(spec.to_json())
 
 
-def _gguf_writer(gguf_type: str, tasks: list[str]):
+def _gguf_writer(gguf_type: str, tasks: list[str], role: str | None = None):
     """_write_one for GGUF: the same adapt step (spec, theta, checks), then the GGUF writer instead of tracing."""
 
     def write(bundle: Bundle, where: Path, *, task: str | None, lora: str | None, rope_theta: float | None,
@@ -142,7 +151,8 @@ def _gguf_writer(gguf_type: str, tasks: list[str]):
         from embcc.export.graph import adapt_spec
 
         spec = adapt_spec(bundle, task=task, lora=lora, rope_theta=rope_theta)
-        spec = dataclasses.replace(spec, precision=gguf_type, **({"max_length": max_length} if max_length else {}))
+        spec = dataclasses.replace(spec, precision=gguf_type, **({"max_length": max_length} if max_length else {}),
+                                   **({"role": role} if role is not None else {}))
         if spec.lora == "keep":  # one adapter file per task asked for; the artifact offers exactly those
             spec = dataclasses.replace(spec, tasks=[t for t in spec.tasks if t.name in tasks])
         export_gguf(bundle, where, spec, gguf_type, tasks=tasks)

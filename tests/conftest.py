@@ -33,3 +33,24 @@ def v3_merge(ckpts: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -
     from embcc.pipeline import export
 
     return export(ckpts["v3"], tmp_path_factory.mktemp("art") / "merge", lora="merge", max_length=512)
+
+
+@pytest.fixture(scope="session")
+def v5_ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny jina-embeddings-v5 small and nano checkpoints, base layout (PEFT adapters) and pre-merged."""
+    root = tmp_path_factory.mktemp("v5")
+    out = {}
+    for size in ("small", "nano"):
+        out[size] = write_fixture(f"jina-v5-{size}", root / size, seed=0)
+        out[f"{size}-premerged"] = write_fixture(f"jina-v5-{size}", root / f"{size}-premerged", layout="premerged", seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def v5_onnx(v5_ckpts: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """ONNX exports of the tiny v5 fixtures, adapters kept and merged, capped at 4,096 tokens."""
+    from embcc.pipeline import export
+
+    root = tmp_path_factory.mktemp("v5-art")
+    return {f"{size}-{mode}": export(v5_ckpts[size], root / f"{size}-{mode}", lora=mode, max_length=4096)
+            for size in ("small", "nano") for mode in ("keep", "merge")}

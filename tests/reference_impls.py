@@ -244,3 +244,70 @@ def v2_reference(ckpt_dir: str | Path, texts: Sequence[str], *, max_length: int 
             x = _layer_norm(x + h, *ln(m + "mlp.layernorm"), eps)
         out.append(_mean_pool_normalize(x, mask))
     return np.concatenate(out)
+
+
+# ---- jina-embeddings-v5-text (Qwen3 small / EuroBERT nano), base layout with PEFT adapters ------------------
+
+
+def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    return x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps) * weight
+
+
+def v5_reference(ckpt_dir: str | Path, texts: Sequence[str], *, task: str | None = "retrieval",
+                 role: str = "document", theta: float | None = None, max_length: int = 32768,
+                 batch_size: int = 1) -> np.ndarray:
+    """float64 [N, H] L2-normalised v5 sentence embeddings: prefix by role, the tokenizer's EOS pooled.
+
+    Small vs nano from the weights: Qwen3 has per-head q/k RMSNorms and attends causally; EuroBERT has neither.
+    The task's adapter is read from `adapters/{task}/` (PEFT key names, W + B @ A * alpha / r); task=None runs
+    the base weights (a pre-merged checkpoint).
+    """
+    ckpt_dir = Path(ckpt_dir)
+    config, raw = _read(ckpt_dir)
+    sd = {k.removeprefix("model."): v for k, v in raw.items()}
+    if task is not None:
+        folder = ckpt_dir / "adapters" / task
+        acfg = json.loads((folder / "adapter_config.json").read_text())
+        scaling = acfg["lora_alpha"] / acfg["r"]
+        ad = {k.removeprefix("base_model.model."): v.to(F64)
+              for k, v in load_file(str(folder / "adapter_model.safetensors")).items()}
+        for key in [k for k in ad if k.endswith(".lora_A.weight")]:
+            module = key.removesuffix(".lora_A.weight")
+            sd[module + ".weight"] = sd[module + ".weight"] + ad[module + ".lora_B.weight"] @ ad[key] * scaling
+    causal = "layers.0.self_attn.q_norm.weight" in sd
+    heads, kv = int(config["num_attention_heads"]), int(config["num_key_value_heads"])
+    d = int(config.get("head_dim") or config["hidden_size"] // heads)
+    eps = float(config["rms_norm_eps"])
+    theta = float(theta if theta is not None else config["rope_theta"])
+    prefix = {"query": "Query: ", "document": "Document: "}[role]
+    rows = _token_ids(ckpt_dir, [prefix + x for x in texts], max_length)
+    out = []
+    for group in _in_batches(rows, batch_size):
+        ids, mask = _pad(group, 0)
+        x = sd["embed_tokens.weight"][ids]
+        n = ids.shape[1]
+        allowed = mask[:, None, :].expand(-1, n, -1)
+        if causal:
+            allowed = allowed & torch.ones(n, n, dtype=torch.bool).tril()[None]
+        for i in range(int(config["num_hidden_layers"])):
+            m = f"layers.{i}."
+            h = _rms_norm(x, sd[m + "input_layernorm.weight"], eps)
+            q = _linear(h, sd[m + "self_attn.q_proj.weight"], None).view(*h.shape[:2], heads, d).transpose(1, 2)
+            k = _linear(h, sd[m + "self_attn.k_proj.weight"], None).view(*h.shape[:2], kv, d).transpose(1, 2)
+            v = _linear(h, sd[m + "self_attn.v_proj.weight"], None).view(*h.shape[:2], kv, d).transpose(1, 2)
+            if causal:
+                q = _rms_norm(q, sd[m + "self_attn.q_norm.weight"], eps)
+                k = _rms_norm(k, sd[m + "self_attn.k_norm.weight"], eps)
+            q, k = _rope(q, theta), _rope(k, theta)
+            k, v = k.repeat_interleave(heads // kv, dim=1), v.repeat_interleave(heads // kv, dim=1)
+            scores = (q @ k.transpose(-1, -2) / math.sqrt(d)).masked_fill(~allowed[:, None], float("-inf"))
+            attn = (torch.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(*h.shape[:2], heads * d)
+            x = x + _linear(attn, sd[m + "self_attn.o_proj.weight"], None)
+            h = _rms_norm(x, sd[m + "post_attention_layernorm.weight"], eps)
+            gate = _linear(h, sd[m + "mlp.gate_proj.weight"], None)
+            h = (gate * torch.sigmoid(gate)) * _linear(h, sd[m + "mlp.up_proj.weight"], None)
+            x = x + _linear(h, sd[m + "mlp.down_proj.weight"], None)
+        x = _rms_norm(x, sd["norm.weight"], eps)
+        pooled = x[torch.arange(len(group)), mask.sum(1) - 1]  # right padding: the last real token (the EOS)
+        out.append((pooled / pooled.norm(dim=-1, keepdim=True)).numpy())
+    return np.concatenate(out)

@@ -60,6 +60,11 @@ def resolve_tasks(bundle: Bundle, task: str | None) -> list[str]:
         if task is not None:
             raise EmbccError(f"{bundle.spec.family} has no task adapters, so --task does not apply", "leave out --task")
         return []
+    if bundle.lora is None and bundle.spec.task is not None:  # pre-merged: one task, the one --task names
+        if task == "all":
+            raise EmbccError("this checkpoint has one task merged in, so --task all does not apply",
+                             f"pass --task NAME (one of: {', '.join(names)}; default {bundle.spec.task})")
+        task = task or bundle.spec.task
     if task is None or task == "all":
         return names
     if task not in names:
@@ -84,6 +89,7 @@ def adapt_spec(
         mode = None
         if task is not None:
             resolve_tasks(bundle, task)
+        task = task if task is not None else spec.task  # a pre-merged checkpoint keeps its task
     elif lora in (None, "merge"):
         if task is None:
             raise EmbccError("merging adapters needs one task", "pass --task NAME")

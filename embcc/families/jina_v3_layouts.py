@@ -13,6 +13,8 @@ from transformers import JinaEmbeddingsV3Config
 from embcc.errors import EmbccError
 from embcc.export.lora import LoraSet, LoraWeights
 from embcc.families.base import write_json
+from embcc.families.peft_adapters import check_lora as check_lora  # re-exported for jina_v3
+from embcc.families.peft_adapters import read_peft_folders
 
 # Jina's original module names -> transformers' native ones (module paths, without the weight suffix).
 ORIGINAL_TO_NATIVE = [
@@ -112,9 +114,6 @@ def task_folder(task: str) -> str:
 
 def read_peft_adapters(path: Path, tasks: list[str]) -> LoraSet | None:
     """One PEFT LoRA folder per task (`<checkpoint>/<task_folder>/`), read with PEFT's own loaders."""
-    from peft import LoraConfig
-    from peft.utils import load_peft_weights
-
     folders = {t: path / task_folder(t) for t in tasks}
     present = {t: f for t, f in folders.items() if (f / "adapter_config.json").is_file()}
     if not present:
@@ -123,50 +122,8 @@ def read_peft_adapters(path: Path, tasks: list[str]) -> LoraSet | None:
     if missing:
         raise EmbccError(f"{path} has no adapter folder {task_folder(missing[0])}/ for task {missing[0]}",
                          "copy every adapter folder published with the model")
-    per_task: list[dict[str, LoraWeights]] = []
-    for folder in present.values():
-        if not (folder / "adapter_model.safetensors").is_file():
-            raise EmbccError(f"{folder} has no adapter_model.safetensors", "copy the adapter weights (safetensors only)")
-        try:
-            cfg = LoraConfig.from_pretrained(str(folder))
-        except Exception as e:
-            raise EmbccError(f"{folder}/adapter_config.json is not a PEFT LoRA config ({e})", "re-download the adapter") from e
-        scaling = cfg.lora_alpha / (cfg.r ** 0.5 if cfg.use_rslora else cfg.r)
-        state = load_peft_weights(str(folder), device="cpu")
-        per_task.append(_peft_modules(state, scaling, where=folder))
-    names = set(per_task[0])
-    for task, mods in zip(present, per_task):
-        if set(mods) != names:
-            raise EmbccError(f"adapter {task} adapts other modules than adapter {tasks[0]}", "all task adapters must share targets")
-    modules = {
-        m: LoraWeights(per_task[0][m].kind, torch.stack([p[m].A for p in per_task]), torch.stack([p[m].B for p in per_task]))
-        for m in sorted(names)
-    }
-    return LoraSet(list(present), _split_qkv_lora(modules))
-
-
-def _peft_modules(state: dict[str, torch.Tensor], scaling: float, *, where: Path) -> dict[str, LoraWeights]:
-    """PEFT tensors of one adapter -> {native module: LoraWeights} in the stacked convention, scaling in B."""
-    a: dict[str, torch.Tensor] = {}
-    b: dict[str, torch.Tensor] = {}
-    emb: set[str] = set()
-    for key, value in state.items():
-        m = re.match(r"^(.*)\.(lora_A|lora_B|lora_embedding_A|lora_embedding_B)(\.[A-Za-z_]+)?(\.weight)?$", key)
-        if m is None:
-            raise EmbccError(f"{where}: unexpected adapter tensor {key}", "only PEFT LoRA adapters are supported")
-        module = _native_module(m.group(1))
-        (a if m.group(2).endswith("A") else b)[module] = value.float()
-        if "embedding" in m.group(2):
-            emb.add(module)
-    if set(a) != set(b):
-        raise EmbccError(f"{where}: adapter of {sorted(set(a) ^ set(b))[0]} lacks lora_A or lora_B", "re-download the adapter")
-    out = {}
-    for module in a:
-        if module in emb:  # PEFT: delta = (B @ A).T with A [r, vocab], B [dim, r]
-            out[module] = LoraWeights("embedding", a[module].T.contiguous(), (b[module].T * scaling).contiguous())
-        else:
-            out[module] = LoraWeights("linear", a[module], b[module] * scaling)
-    return out
+    lora = read_peft_folders(present, _native_module)
+    return LoraSet(lora.task_names, _split_qkv_lora(lora.modules))
 
 
 def write_peft_adapters(out: Path, weights: dict[str, torch.Tensor], lora: LoraSet, *, alpha: float, rank: int) -> None:
@@ -195,24 +152,6 @@ def write_peft_adapters(out: Path, weights: dict[str, torch.Tensor], lora: LoraS
         tensors["base_model.model.pooler.dense.lora_A.weight"] = torch.zeros(rank, h)
         tensors["base_model.model.pooler.dense.lora_B.weight"] = torch.zeros(h, rank)
         save_file({k: v.to(torch.bfloat16).contiguous() for k, v in tensors.items()}, str(folder / "adapter_model.safetensors"))
-
-
-def check_lora(lora: LoraSet, weights: dict[str, torch.Tensor], *, where: Path) -> None:
-    """Adapters must sit on modules the model has, with shapes that fit the base weight."""
-    for module, w in lora.modules.items():
-        base = weights.get(f"{module}.weight")
-        if base is None:
-            raise EmbccError(f"{where}: adapter for {module}, which the model does not have", "the adapters belong to another model")
-        if w.kind == "linear":
-            fits = w.A.shape[2] == base.shape[1] and w.B.shape[1] == base.shape[0] and w.A.shape[1] == w.B.shape[2]
-        else:
-            fits = w.A.shape[1] == base.shape[0] and w.B.shape[2] == base.shape[1] and w.A.shape[2] == w.B.shape[1]
-        if not fits:
-            raise EmbccError(
-                f"{where}: adapter of {module} has shapes {list(w.A.shape)}/{list(w.B.shape)} that do not fit "
-                f"weight {list(base.shape)}",
-                "the adapters were trained for a different base model",
-            )
 
 
 # ---- fixtures ------------------------------------------------------------------------------------------------

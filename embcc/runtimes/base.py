@@ -71,15 +71,22 @@ class Embedder(ABC):
         self.tokenizer.enable_truncation(self.max_length)
         self.pad_id = self._pad_id()
 
-    def prefixed(self, texts: Sequence[str], task: str | None) -> tuple[list[str], Task | None]:
+    def prefixed(self, texts: Sequence[str], task: str | None, role: str | None = None) -> tuple[list[str], Task | None]:
+        """Texts with their task's prefix; `role` (v5: query | document) defaults to the artifact's role."""
         if isinstance(texts, str):
             raise EmbccError("encode() takes a list of texts, not one string", "wrap the text in a list")
         t = self.spec.task_by_name(task)
-        return [(t.prefix if t else "") + x for x in texts], t
+        role = role if role is not None else self.spec.role
+        if t is None:
+            if role is not None:
+                raise EmbccError(f"{self.spec.family} inputs have no roles, but role {role!r} was given", "leave out role")
+            return list(texts), None
+        prefix = t.prefix_for(role)
+        return [prefix + x for x in texts], t
 
-    def token_ids(self, texts: Sequence[str], task: str | None = None) -> list[list[int]]:
+    def token_ids(self, texts: Sequence[str], task: str | None = None, role: str | None = None) -> list[list[int]]:
         """The ids the model sees for each text (prefix, special tokens, truncation included)."""
-        full, _ = self.prefixed(texts, task)
+        full, _ = self.prefixed(texts, task, role)
         return [e.ids for e in self.tokenizer.encode_batch(full)]
 
     def batch(self, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -100,12 +107,13 @@ class Embedder(ABC):
         return 0
 
     def encode(
-        self, texts: Sequence[str], task: str | None = None, dim: int | None = None, batch_size: int = 16
+        self, texts: Sequence[str], task: str | None = None, dim: int | None = None, batch_size: int = 16,
+        role: str | None = None,
     ) -> np.ndarray:
         dim = self.spec.check_dim(dim)
         if len(texts) == 0:
             return np.zeros((0, dim), dtype=np.float32)
-        ids = self.token_ids(texts, task)
+        ids = self.token_ids(texts, task, role)
         t = self.spec.task_by_name(task)
         out = []
         for group in batches(ids, batch_size):

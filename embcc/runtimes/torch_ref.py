@@ -15,9 +15,16 @@ from embcc.runtimes.base import Embedder
 class TorchEmbedder(Embedder):
     runtime = "torch"
 
-    def __init__(self, bundle: Bundle, *, rope_theta: float | None = None, max_length: int | None = None):
+    def __init__(self, bundle: Bundle, *, rope_theta: float | None = None, max_length: int | None = None,
+                 task: str | None = None):
+        """`task` names a pre-merged checkpoint's task (as `--task` does at export)."""
         theta = rope_theta if rope_theta is not None else bundle.spec.rope_theta
-        super().__init__(dataclasses.replace(bundle.spec, rope_theta=theta), bundle.path / "tokenizer.json", max_length)
+        spec = dataclasses.replace(bundle.spec, rope_theta=theta)
+        if task is not None and bundle.lora is None and spec.task is not None:
+            from embcc.export.graph import resolve_tasks
+
+            spec = dataclasses.replace(spec, task=resolve_tasks(bundle, task)[0])
+        super().__init__(spec, bundle.path / "tokenizer.json", max_length)
         self.bundle = bundle
         self._graph: EmbeddingGraph | None = None
         self._graph_task: int | None = -1
