@@ -271,3 +271,16 @@ def test_verify_names_the_layers_that_hurt_when_a_bar_is_missed(reduced, ckpts, 
     assert not report["passed"]
     table = format_table(report)
     assert "hurts most: " in table and "kept float: " in table
+
+
+@pytest.mark.parametrize("size, lora, precision", [("small", "merge", "int8"), ("nano", "keep", "int8"),
+                                                   ("small", "keep", "fp16"), ("nano", "merge", "fp16")])
+def test_v5_reduced_precision_passes_its_bars(size, lora, precision, v5_ckpts, cache_dir, tmp_path):
+    """v5 (last-token pooling, RMSNorm, grouped KV heads) through the same calibration path; the probes run
+    to 1,024 tokens, twice the calibration cap, so ranges must hold beyond the lengths they were measured on."""
+    art = export(v5_ckpts[size], tmp_path / "art", lora=lora, task="retrieval" if lora == "merge" else None,
+                 precision=precision, max_length=1024, cache_dir=cache_dir)
+    report = verify(art, v5_ckpts[size])
+    assert report["passed"], format_table(report)
+    assert {r["task"] for r in report["results"]} == (
+        {"retrieval"} if lora == "merge" else {"retrieval", "text-matching", "classification", "clustering"})

@@ -105,9 +105,8 @@ def lower(src: Path, where: Path, *, precision: str, spec: ModelSpec, calibratio
             report = lower_fp16(src, where / "model.onnx", None if entry.is_file() else measure(), entry)
         else:
             entry = None if dynamic else cache.entry(calibration.cache_dir, kind="int8-ranges", **key)
-            hit = entry is not None and entry.is_file()
-            report = lower_int8(src, where, None if hit or dynamic else measure(), method=calibration.method,
-                                mode=calibration.int8_mode, cache_file=entry)
+            report = lower_int8(src, where, measure, method=calibration.method, mode=calibration.int8_mode,
+                                cache_file=entry)
             errors_entry = cache.entry(calibration.cache_dir, kind=f"int8-{calibration.int8_mode}-errors", **key)
             if errors_entry.is_file():
                 report["layers_hurting_most"] = json.loads(errors_entry.read_text())
