@@ -37,13 +37,17 @@ def quiet() -> Iterator[None]:
         yield
 
 
-def _open(model: Path, *, n_ctx: int, threads: int | None):
+def _open(model: Path, *, n_ctx: int, threads: int | None, exact: bool = False):
+    """exact (f32 artifacts): attention in f32. llama.cpp's flash attention casts K and V to F16 when there is no
+    KV cache (bidirectional encoders such as eurobert), and a causal model's KV cache is F16 by default; both
+    cost about 2e-4 on the pooled vector, more than the f32 bar allows."""
     llama_cpp = _llama_cpp()
+    kv = {"type_k": llama_cpp.GGML_TYPE_F32, "type_v": llama_cpp.GGML_TYPE_F32} if exact else {}
     try:
         with quiet():
             return llama_cpp.Llama(
                 model_path=str(model), embedding=True, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx,
-                n_threads=threads, n_threads_batch=threads, flash_attn=True, verbose=False,
+                n_threads=threads, n_threads_batch=threads, flash_attn=not exact, verbose=False, **kv,
             )
     except (ValueError, RuntimeError) as e:
         raise EmbccError(f"llama.cpp refuses to load {model.name} ({e})", "the GGUF is not one llama.cpp can run") from e
@@ -99,7 +103,7 @@ class LlamaCppEmbedder(Embedder):
 
         self.threads = threads or torch.get_num_threads()
         self.n_ctx = max(64, self.max_length)
-        self.llm = _open(path, n_ctx=self.n_ctx, threads=self.threads)
+        self.llm = _open(path, n_ctx=self.n_ctx, threads=self.threads, exact=spec.precision == "f32")
         self.n_seq_max = int(self.llm.context_params.n_seq_max)
         self.adapters: dict[int, object] = {}
         if spec.lora == "keep":
@@ -140,8 +144,8 @@ class LlamaCppEmbedder(Embedder):
             return text[0] == " " and bool(text.strip(" "))
         return norm.normalize_str(text[0]) == " " and bool(norm.normalize_str(text).strip(" "))
 
-    def token_ids(self, texts, task: str | None = None) -> list[list[int]]:
-        full, _ = self.prefixed(texts, task)
+    def token_ids(self, texts, task: str | None = None, role: str | None = None) -> list[list[int]]:
+        full, _ = self.prefixed(texts, task, role)
         return [self.llama_tokens(t) for t in full]
 
     def _select(self, task_id: int | None) -> None:
