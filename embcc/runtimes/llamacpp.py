@@ -117,6 +117,8 @@ class LlamaCppEmbedder(Embedder):
         flags = {k.removeprefix("tokenizer.ggml."): v == "true" for k, v in meta.items()
                  if k in ("tokenizer.ggml.add_space_prefix", "tokenizer.ggml.remove_extra_whitespaces")}
         self.fix_leading_space = leading_space_differs(flags)
+        # llama.cpp's byte-level BPE applies no normalizer; the HF tokenizer may run NFC (Qwen2's does): apply it here
+        self.bpe_normalizer = self.tokenizer.normalizer if meta.get("tokenizer.ggml.model") == "gpt2" else None
         with_specials = self.llm.tokenize(b"a", add_bos=True, special=False)
         plain = self.llm.tokenize(b"a", add_bos=False, special=False)
         i = next(i for i in range(len(with_specials)) if with_specials[i : i + len(plain)] == plain)
@@ -133,6 +135,8 @@ class LlamaCppEmbedder(Embedder):
         """llama.cpp's own token ids for one text, special tokens included, truncated like the HF tokenizer."""
         if self.fix_leading_space and text and self._starts_with_space(text):
             text = text[1:]
+        if self.bpe_normalizer is not None:
+            text = self.bpe_normalizer.normalize_str(text)
         ids = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False) if text else []
         keep = self.max_length - len(self.before) - len(self.after)
         return self.before + ids[:keep] + self.after
