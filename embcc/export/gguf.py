@@ -53,7 +53,7 @@ def check_type(gguf_type: str) -> str:
 
 
 def table_of(bundle: Bundle) -> GgufTable:
-    table = bundle.family.gguf
+    table = bundle.family.gguf_table(bundle)
     if table is None:
         raise EmbccError(f"{bundle.spec.family} has no GGUF mapping", "export it with --format onnx")
     return table
@@ -211,11 +211,14 @@ def _source_tensor(bundle: Bundle, source: str, lora: LoraSet | None, task_index
 
 def write_model(bundle: Bundle, path: Path, spec: ModelSpec, gguf_type: str, *, task: str | None) -> None:
     """One GGUF model file; with `task`, that task's adapter is folded into each tensor as it is written."""
-    from embcc.export.gguf_vocab import read_vocab
+    from embcc.export.gguf_vocab import pad_vocab, read_vocab
 
     table = table_of(bundle)
     entries = plan(bundle, table)
     vocab = read_vocab(bundle.path, table.tokenizer)
+    embd = next((s[0] for n, s in entries if n == "token_embd.weight"), None)
+    if embd is not None:
+        pad_vocab(vocab, bundle.weights[embd].shape[0])
     t_index = bundle.lora.index(task) if task is not None and bundle.lora is not None else None
     file_type = gguf_type if gguf_type in PY_TYPES else "f32"
     infos = []

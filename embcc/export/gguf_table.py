@@ -31,7 +31,8 @@ A v5-small family would declare (llama.cpp's qwen3; eurobert the same way with i
                  "attention.layer_norm_rms_epsilon": Cfg("rms_norm_eps", cast=float)},
     )
 
-with `gguf = GGUF` on the family class; pooling (`last` -> 3), context length and rope.freq_base (the
+with `gguf = GGUF` on the family class (a family with several backbones overrides `Family.gguf_table(bundle)`
+instead: v5 declares GGUF_SMALL as `qwen3` and GGUF_NANO as `eurobert` in `embcc/families/jina_v5.py`); pooling (`last` -> 3), context length and rope.freq_base (the
 ModelSpec's inference theta, or --rope-theta) are written by the writer. LoRA keep works for any table whose
 adapted tensors are Linear or token embeddings; merge for any.
 

@@ -203,6 +203,18 @@ def _bpe(tj: dict, tok: Tokenizer, path: Path) -> Vocab:
     return Vocab("gpt2", tokens, types, None, special, add_bos, add_eos, add_sep, {}, merges=merges)
 
 
+def pad_vocab(vocab: Vocab, rows: int) -> Vocab:
+    """Pad the token list to the embedding table's rows, as llama.cpp's converter does (Qwen3 has 151,936 rows
+    for 151,669 tokens): `[PAD{i}]`, type UNUSED. llama.cpp requires n_vocab == token_embd rows."""
+    n = len(vocab.tokens)
+    if rows > n:
+        vocab.tokens = vocab.tokens + [f"[PAD{i}]" for i in range(n, rows)]
+        vocab.types = vocab.types + [UNUSED] * (rows - n)
+        if vocab.scores is not None:
+            vocab.scores = vocab.scores + [0.0] * (rows - n)
+    return vocab
+
+
 def read_vocab(path: Path, expected_model: str) -> Vocab:
     """The GGUF tokenizer metadata for the tokenizer.json in checkpoint directory `path`."""
     tj = json.loads((path / "tokenizer.json").read_text(encoding="utf-8"))

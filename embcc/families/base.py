@@ -60,6 +60,10 @@ class Family(ABC):
     layouts: ClassVar[tuple[str, ...]] = ()
     gguf: ClassVar[GgufTable | None] = None  # llama.cpp architecture and tensor-name table (None: no GGUF export)
 
+    def gguf_table(self, bundle: Bundle) -> GgufTable | None:
+        """The GGUF table for one checkpoint (a family with several backbones picks by the bundle)."""
+        return self.gguf
+
     @classmethod
     @abstractmethod
     def detect(cls, config: dict, path: Path) -> bool:

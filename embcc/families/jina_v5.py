@@ -23,6 +23,7 @@ import torch
 from transformers import EuroBertConfig, EuroBertModel, Qwen3Config, Qwen3Model
 
 from embcc.errors import EmbccError
+from embcc.export.gguf_table import Cfg, GgufTable
 from embcc.families.base import (
     Bundle,
     Family,
@@ -89,23 +90,46 @@ NANO = Variant("nano", EuroBertConfig, V5NanoBackbone, EuroBertModel, 1_000_000.
                "eurobert", "jina-v5-nano")
 VARIANTS = {"small": SMALL, "nano": NANO}
 
-# Declarative tensor-name table, llama.cpp name -> reference name (`{bid}`: block index); q/k norms are
-# Qwen3's only. For the GGUF writer (not used by ONNX).
-GGUF_TENSORS = {
-    "token_embd": "embed_tokens",
-    "output_norm": "norm",
-    "blk.{bid}.attn_norm": "layers.{bid}.input_layernorm",
-    "blk.{bid}.attn_q": "layers.{bid}.self_attn.q_proj",
-    "blk.{bid}.attn_k": "layers.{bid}.self_attn.k_proj",
-    "blk.{bid}.attn_v": "layers.{bid}.self_attn.v_proj",
-    "blk.{bid}.attn_q_norm": "layers.{bid}.self_attn.q_norm",
-    "blk.{bid}.attn_k_norm": "layers.{bid}.self_attn.k_norm",
-    "blk.{bid}.attn_output": "layers.{bid}.self_attn.o_proj",
-    "blk.{bid}.ffn_norm": "layers.{bid}.post_attention_layernorm",
-    "blk.{bid}.ffn_gate": "layers.{bid}.mlp.gate_proj",
-    "blk.{bid}.ffn_up": "layers.{bid}.mlp.up_proj",
-    "blk.{bid}.ffn_down": "layers.{bid}.mlp.down_proj",
+# llama.cpp's tables (SPEC.md section 3): small as `qwen3` (causal, q/k norms, tied embeddings: no output.weight
+# needed for embeddings), nano as `eurobert` (bidirectional). Names as llama.cpp's converter writes them.
+_BLOCK = {
+    "blk.{bid}.attn_norm.weight": "layers.{bid}.input_layernorm.weight",
+    "blk.{bid}.attn_q.weight": "layers.{bid}.self_attn.q_proj.weight",
+    "blk.{bid}.attn_k.weight": "layers.{bid}.self_attn.k_proj.weight",
+    "blk.{bid}.attn_v.weight": "layers.{bid}.self_attn.v_proj.weight",
+    "blk.{bid}.attn_output.weight": "layers.{bid}.self_attn.o_proj.weight",
+    "blk.{bid}.ffn_norm.weight": "layers.{bid}.post_attention_layernorm.weight",
+    "blk.{bid}.ffn_gate.weight": "layers.{bid}.mlp.gate_proj.weight",
+    "blk.{bid}.ffn_up.weight": "layers.{bid}.mlp.up_proj.weight",
+    "blk.{bid}.ffn_down.weight": "layers.{bid}.mlp.down_proj.weight",
 }
+_HPARAMS = {
+    "block_count": Cfg("num_hidden_layers"), "embedding_length": Cfg("hidden_size"),
+    "feed_forward_length": Cfg("intermediate_size"), "attention.head_count": Cfg("num_attention_heads"),
+    "attention.head_count_kv": Cfg("num_key_value_heads", "num_attention_heads"),
+    "attention.key_length": lambda c: _head_dim(c), "attention.value_length": lambda c: _head_dim(c),
+    "rope.dimension_count": lambda c: _head_dim(c),
+    "attention.layer_norm_rms_epsilon": Cfg("rms_norm_eps", cast=float),
+}
+
+
+def _head_dim(config: dict) -> int:
+    return int(config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"])
+
+
+GGUF_SMALL = GgufTable(
+    arch=SMALL.gguf_arch, causal=True, tokenizer="gpt2", pre_tokenizer=SMALL.gguf_pre,
+    tensors={"token_embd.weight": "embed_tokens.weight", "output_norm.weight": "norm.weight", **_BLOCK,
+             "blk.{bid}.attn_q_norm.weight": "layers.{bid}.self_attn.q_norm.weight",
+             "blk.{bid}.attn_k_norm.weight": "layers.{bid}.self_attn.k_norm.weight"},
+    hparams=_HPARAMS,
+)
+GGUF_NANO = GgufTable(
+    arch=NANO.gguf_arch, causal=False, tokenizer="gpt2", pre_tokenizer=NANO.gguf_pre,
+    tensors={"token_embd.weight": "embed_tokens.weight", "output_norm.weight": "norm.weight", **_BLOCK},
+    hparams=_HPARAMS,
+)
+GGUF_TABLES = {"small": GGUF_SMALL, "nano": GGUF_NANO}
 
 # fixture shapes: layers, hidden, heads, kv heads, head_dim, intermediate, embedding rows, BPE vocabulary
 SIZES = {
@@ -237,6 +261,9 @@ class JinaV5(Family):
         )
         layout = "base" if lora is not None else "premerged"
         return Bundle(self, path, layout, config, spec, weights, lora, tokenizer_files(path), hash_checkpoint(path))
+
+    def gguf_table(self, bundle: Bundle) -> GgufTable:
+        return GGUF_TABLES[variant_of(bundle.config, bundle.path).size]
 
     def backbone(self, bundle: Bundle, weights: dict[str, torch.Tensor], rope_theta: float | None = None) -> torch.nn.Module:
         variant = variant_of(bundle.config, bundle.path)

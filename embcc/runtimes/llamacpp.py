@@ -37,13 +37,17 @@ def quiet() -> Iterator[None]:
         yield
 
 
-def _open(model: Path, *, n_ctx: int, threads: int | None):
+def _open(model: Path, *, n_ctx: int, threads: int | None, exact: bool = False):
+    """exact (f32 artifacts): attention in f32. llama.cpp's flash attention casts K and V to F16 when there is no
+    KV cache (bidirectional encoders such as eurobert), and a causal model's KV cache is F16 by default; both
+    cost about 2e-4 on the pooled vector, more than the f32 bar allows."""
     llama_cpp = _llama_cpp()
+    kv = {"type_k": llama_cpp.GGML_TYPE_F32, "type_v": llama_cpp.GGML_TYPE_F32} if exact else {}
     try:
         with quiet():
             return llama_cpp.Llama(
                 model_path=str(model), embedding=True, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx,
-                n_threads=threads, n_threads_batch=threads, flash_attn=True, verbose=False,
+                n_threads=threads, n_threads_batch=threads, flash_attn=not exact, verbose=False, **kv,
             )
     except (ValueError, RuntimeError) as e:
         raise EmbccError(f"llama.cpp refuses to load {model.name} ({e})", "the GGUF is not one llama.cpp can run") from e
@@ -99,7 +103,7 @@ class LlamaCppEmbedder(Embedder):
 
         self.threads = threads or torch.get_num_threads()
         self.n_ctx = max(64, self.max_length)
-        self.llm = _open(path, n_ctx=self.n_ctx, threads=self.threads)
+        self.llm = _open(path, n_ctx=self.n_ctx, threads=self.threads, exact=spec.precision == "f32")
         self.n_seq_max = int(self.llm.context_params.n_seq_max)
         self.adapters: dict[int, object] = {}
         if spec.lora == "keep":
@@ -113,6 +117,8 @@ class LlamaCppEmbedder(Embedder):
         flags = {k.removeprefix("tokenizer.ggml."): v == "true" for k, v in meta.items()
                  if k in ("tokenizer.ggml.add_space_prefix", "tokenizer.ggml.remove_extra_whitespaces")}
         self.fix_leading_space = leading_space_differs(flags)
+        # llama.cpp's byte-level BPE applies no normalizer; the HF tokenizer may run NFC (Qwen2's does): apply it here
+        self.bpe_normalizer = self.tokenizer.normalizer if meta.get("tokenizer.ggml.model") == "gpt2" else None
         with_specials = self.llm.tokenize(b"a", add_bos=True, special=False)
         plain = self.llm.tokenize(b"a", add_bos=False, special=False)
         i = next(i for i in range(len(with_specials)) if with_specials[i : i + len(plain)] == plain)
@@ -129,6 +135,8 @@ class LlamaCppEmbedder(Embedder):
         """llama.cpp's own token ids for one text, special tokens included, truncated like the HF tokenizer."""
         if self.fix_leading_space and text and self._starts_with_space(text):
             text = text[1:]
+        if self.bpe_normalizer is not None:
+            text = self.bpe_normalizer.normalize_str(text)
         ids = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False) if text else []
         keep = self.max_length - len(self.before) - len(self.after)
         return self.before + ids[:keep] + self.after
@@ -140,8 +148,8 @@ class LlamaCppEmbedder(Embedder):
             return text[0] == " " and bool(text.strip(" "))
         return norm.normalize_str(text[0]) == " " and bool(norm.normalize_str(text).strip(" "))
 
-    def token_ids(self, texts, task: str | None = None) -> list[list[int]]:
-        full, _ = self.prefixed(texts, task)
+    def token_ids(self, texts, task: str | None = None, role: str | None = None) -> list[list[int]]:
+        full, _ = self.prefixed(texts, task, role)
         return [self.llama_tokens(t) for t in full]
 
     def _select(self, task_id: int | None) -> None:
