@@ -25,6 +25,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--work", type=Path, default=Path(".parity"))
     p.add_argument("--max-length", type=int, default=1024)
+    p.add_argument("--only", default=None, help="e.g. int8-static: only that precision and mode")
     args = p.parse_args()
     print("| model | LoRA | precision | graph | min cos | mean cos | max abs diff | rank@10 | bar |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -35,6 +36,8 @@ def main() -> None:
         modes = ["merge", "keep"] if name == "v3" else ["merge"] if name.startswith("v5") else [None]
         for lora in modes:
             for precision, mode in PRECISIONS:
+                if args.only and args.only != (f"{precision}-{mode}" if mode else precision):
+                    continue
                 label = f"{name}-{lora or 'none'}-{precision}-{mode or ''}"
                 art = args.work / label
                 if not art.exists():
