@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import tempfile
 from pathlib import Path
 
 from embcc.families import load, write_fixture
+from embcc.families.fixture_tokenizers import as_published_v3
 from embcc.modelspec import SPEC_FILE
 from embcc.pipeline import export
 from embcc.probes import PROBES
@@ -60,10 +60,7 @@ def fixtures(work: Path) -> dict[str, Path]:
            "v3": write_fixture("jina-v3", work / "v3", layout="original")}
     pub = shutil.copytree(out["v3"], work / "v3-published-tokenizer")
     (pub / "sentencepiece.bpe.model").unlink()
-    tj = json.loads((pub / "tokenizer.json").read_text())
-    tj["normalizer"] = tj["normalizer"]["normalizers"][0]
-    tj["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "add_prefix_space": True, "prepend_scheme": "always"}
-    (pub / "tokenizer.json").write_text(json.dumps(tj, ensure_ascii=False))
+    as_published_v3(pub / "tokenizer.json")
     out["v3-published-tokenizer"] = pub
     return out
 

@@ -19,6 +19,7 @@ import gguf  # noqa: E402
 
 from embcc.errors import EmbccError  # noqa: E402
 from embcc.families import load, write_fixture  # noqa: E402
+from embcc.families.fixture_tokenizers import as_published_v3  # noqa: E402
 from embcc.pipeline import export  # noqa: E402
 from embcc.probes import PROBES  # noqa: E402
 from embcc.runtimes import open_artifact  # noqa: E402
@@ -36,10 +37,7 @@ def gguf_ckpts(ckpts: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
     # Jina's published tokenizer.json has a plain Precompiled normalizer (spaces kept), unlike transformers'
     # converter (Strip + Replace, i.e. sentencepiece's remove_extra_whitespaces): both must tokenise exactly.
     plain = shutil.copytree(ckpts["v3"], root / "v3-plain")
-    tj = json.loads((plain / "tokenizer.json").read_text())
-    tj["normalizer"] = tj["normalizer"]["normalizers"][0]
-    tj["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "add_prefix_space": True, "prepend_scheme": "always"}
-    (plain / "tokenizer.json").write_text(json.dumps(tj, ensure_ascii=False))
+    as_published_v3(plain / "tokenizer.json")
     out["v3-plain"] = plain
     return out
 

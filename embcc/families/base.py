@@ -182,3 +182,17 @@ def save_fixture_weights(tensors: dict[str, torch.Tensor], out: Path, metadata: 
 
 def write_json(path: Path, obj: dict | list) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_st_modules(out: Path, dim: int, pooling: dict, names: tuple[str, str, str] = ("0", "1", "2"),
+                     transformer: str = "sentence_transformers.models.Transformer") -> None:
+    """A fixture's sentence-transformers files: modules.json (Transformer -> Pooling -> Normalize) and the
+    pooling config (`pooling`: the published file's own pooling_mode_* keys)."""
+    write_json(out / "modules.json", [
+        {"idx": 0, "name": names[0], "path": "", "type": transformer},
+        {"idx": 1, "name": names[1], "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": names[2], "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+    ])
+    (out / "1_Pooling").mkdir(exist_ok=True)
+    write_json(out / "1_Pooling" / "config.json", {"word_embedding_dimension": dim, **pooling})
+    (out / "2_Normalize").mkdir(exist_ok=True)

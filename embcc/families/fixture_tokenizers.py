@@ -272,3 +272,14 @@ def write_xlmr_unigram(out_dir: Path, *, vocab_size: int, model_max_length: int 
 
 
 __all__ = ["write_bert_wordpiece", "write_xlmr_unigram"]
+
+
+def as_published_v3(tokenizer_json: Path) -> None:
+    """Rewrite an XLM-R fixture's tokenizer.json the way Jina publishes v3's: a plain Precompiled normalizer
+    (spaces kept) and a Metaspace pre-tokenizer, instead of transformers' converter output (Strip + Replace,
+    i.e. sentencepiece's remove_extra_whitespaces)."""
+    tj = json.loads(tokenizer_json.read_text())
+    tj["normalizer"] = tj["normalizer"]["normalizers"][0]
+    tj["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "add_prefix_space": True,
+                           "prepend_scheme": "always"}
+    tokenizer_json.write_text(json.dumps(tj, ensure_ascii=False))

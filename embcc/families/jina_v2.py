@@ -20,6 +20,7 @@ from embcc.families.base import (
     tokenizer_files,
     weight_files,
     write_json,
+    write_st_modules,
 )
 from embcc.families.jinabert import JinaBertConfig, JinaBertModel
 from embcc.modelspec import ModelSpec
@@ -174,15 +175,6 @@ def _init(key: str, shape: torch.Size, g: torch.Generator) -> torch.Tensor:
 
 
 def _write_sentence_transformers(out: Path, dim: int) -> None:
-    write_json(out / "modules.json", [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-    ])
-    (out / "1_Pooling").mkdir(exist_ok=True)
-    write_json(out / "1_Pooling" / "config.json", {
-        "word_embedding_dimension": dim, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True,
-        "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False,
-    })
-    (out / "2_Normalize").mkdir(exist_ok=True)
+    write_st_modules(out, dim, {"pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True,
+                                "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False})
     write_json(out / "sentence_bert_config.json", {"max_seq_length": 8192, "do_lower_case": False})

@@ -12,7 +12,7 @@ from transformers import JinaEmbeddingsV3Config
 
 from embcc.errors import EmbccError
 from embcc.export.lora import LoraSet, LoraWeights
-from embcc.families.base import write_json
+from embcc.families.base import write_json, write_st_modules
 from embcc.families.peft_adapters import check_lora as check_lora  # re-exported for jina_v3
 from embcc.families.peft_adapters import read_peft_folders
 
@@ -302,18 +302,11 @@ def original_config(cfg: JinaEmbeddingsV3Config, tasks: list[str], instructions:
 
 
 def write_sentence_transformers(out: Path, dim: int, instructions: dict) -> None:
-    write_json(out / "modules.json", [
-        {"idx": 0, "name": "transformer", "path": "", "type": "custom_st.Transformer"},
-        {"idx": 1, "name": "pooler", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "normalizer", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-    ])
-    (out / "1_Pooling").mkdir(exist_ok=True)
-    write_json(out / "1_Pooling" / "config.json", {
-        "word_embedding_dimension": dim, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True,
-        "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False,
-        "pooling_mode_weightedmean_tokens": False, "pooling_mode_lasttoken": False, "include_prompt": True,
-    })
-    (out / "2_Normalize").mkdir(exist_ok=True)
+    write_st_modules(out, dim, {
+        "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False, "pooling_mode_weightedmean_tokens": False,
+        "pooling_mode_lasttoken": False, "include_prompt": True,
+    }, names=("transformer", "pooler", "normalizer"), transformer="custom_st.Transformer")
     write_json(out / "config_sentence_transformers.json", {
         "prompts": {k: v for k, v in instructions.items()}, "default_prompt_name": None, "similarity_fn_name": "cosine",
     })

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from embcc.families.base import write_json
+from embcc.families.base import write_json, write_st_modules
 from embcc.families.fixture_bpe import write_llama3_bpe, write_qwen2_bpe
 from embcc.families.jina_v5 import LORA_ALPHA, LORA_RANK, LORA_TARGETS, PROMPTS, SIZES, TASKS, Variant
 
@@ -146,18 +146,11 @@ def write_peft_adapters(model: torch.nn.Module, adapters: list[dict], where: Pat
 
 
 def write_sentence_transformers(out: Path, dim: int) -> None:
-    write_json(out / "modules.json", [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-    ])
-    (out / "1_Pooling").mkdir(exist_ok=True)
-    write_json(out / "1_Pooling" / "config.json", {
-        "word_embedding_dimension": dim, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": False,
-        "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False,
-        "pooling_mode_weightedmean_tokens": False, "pooling_mode_lasttoken": True, "include_prompt": True,
+    write_st_modules(out, dim, {
+        "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": False, "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False, "pooling_mode_weightedmean_tokens": False,
+        "pooling_mode_lasttoken": True, "include_prompt": True,
     })
-    (out / "2_Normalize").mkdir(exist_ok=True)
     write_json(out / "config_sentence_transformers.json", {
         "prompts": dict(PROMPTS), "default_prompt_name": "document", "similarity_fn_name": "cosine",
     })
