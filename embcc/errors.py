@@ -1,9 +1,5 @@
-"""The one error type users see: a single line that names the problem and the fix (CLI exit code 2)."""
+"""Public alias: `from embcc.errors import EmbccError` (the type lives in embcc.core.errors)."""
 
+from embcc.core.errors import EmbccError
 
-class EmbccError(Exception):
-    """A problem with the user's input or options. The message is one line: what is wrong, and the fix."""
-
-    def __init__(self, problem: str, fix: str | None = None):
-        message = problem if fix is None else f"{problem}; {fix}"
-        super().__init__(" ".join(message.split()))
+__all__ = ["EmbccError"]

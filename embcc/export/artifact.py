@@ -3,44 +3,16 @@ with a manifest.json (source hash, options, version, sha256 of every file; no ti
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from embcc import __version__
-from embcc.errors import EmbccError
+from embcc.core.files import sha256_file, staged_dir
+
+__all__ = ["MANIFEST", "PARITY", "staged_dir", "write_manifest"]
 
 MANIFEST = "manifest.json"
 PARITY = "parity.json"
-
-
-@contextlib.contextmanager
-def staged_dir(out: Path) -> Iterator[Path]:
-    """Yield an empty temporary directory next to `out`; on success it becomes `out`, on any error it vanishes."""
-    out = Path(out)
-    if out.exists():
-        raise EmbccError(f"output {out} already exists", "choose a new --out directory or remove the old one")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        yield tmp
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_manifest(root: Path, *, source_sha256: str, options: dict) -> dict:

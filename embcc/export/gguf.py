@@ -241,22 +241,14 @@ def write_model(bundle: Bundle, path: Path, spec: ModelSpec, gguf_type: str, *, 
 
 def _llama_quantize(path: Path, gguf_type: str) -> None:
     """K-quants through llama.cpp's own quantizer (an F32 file in, the quantized file out, in place)."""
-    import ctypes
-
-    import llama_cpp
+    from embcc.runtimes.llamacpp import quantize
 
     src = path.with_suffix(".f32.gguf")
     os.replace(path, src)
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{gguf_type.upper()}")
-    params.nthread = max(1, torch.get_num_threads())
-    from embcc.runtimes.llamacpp import quiet
-
-    with quiet():
-        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(path).encode(), ctypes.byref(params))
-    src.unlink()
-    if rc != 0:
-        raise EmbccError(f"llama.cpp's quantizer failed to write {gguf_type} (code {rc})", "choose another --type")
+    try:
+        quantize(src, path, gguf_type, max(1, torch.get_num_threads()))
+    finally:
+        src.unlink()
 
 
 # ---- adapters (keep) ----------------------------------------------------------------------------------------

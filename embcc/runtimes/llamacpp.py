@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,13 +20,45 @@ from embcc.errors import EmbccError
 from embcc.modelspec import ModelSpec
 from embcc.runtimes.base import Embedder
 
+INSTALL_FIX = "reinstall with scripts/install, which builds llama.cpp portably (README: llama.cpp build)"
+NATIVE_OK = "EMBCC_LLAMA_CPP_NATIVE"  # =1: accept a native build with AMX (on a host known to run AMX)
+_checked = False
+
 
 def _llama_cpp():
+    global _checked
     try:
         import llama_cpp
-    except ImportError as e:  # pragma: no cover - depends on the install
-        raise EmbccError(f"llama-cpp-python is not importable ({e})", "pip install llama-cpp-python") from e
+    except ImportError as e:  # a hard dependency: a broken install is an error, never a skip
+        raise EmbccError(f"llama-cpp-python is not importable ({e})", INSTALL_FIX) from e
+    if not _checked:
+        check_build(build_features(llama_cpp))
+        _checked = True
     return llama_cpp
+
+
+def build_features(llama_cpp) -> dict[str, str]:
+    """The CPU features the installed llama.cpp was compiled for (llama_print_system_info's `CPU :` part)."""
+    info = llama_cpp.llama_print_system_info().decode(errors="replace")
+    out: dict[str, str] = {}
+    for part in info.split("|"):
+        key, sep, value = part.rpartition(":")[2].partition("=")
+        if sep:
+            out[key.strip()] = value.strip()
+    return out
+
+
+def check_build(features: dict[str, str]) -> None:
+    """Refuse a llama.cpp compiled with AMX: on a host that reports AMX but whose hypervisor cannot run it,
+    every quantized GGUF crashes at the first decode (ggml_backend_amx_mul_mat; ggml-org/llama.cpp#20824).
+    pip compiles llama-cpp-python with GGML_NATIVE=ON and caches the wheel, so such a build can arrive from
+    an earlier install on the same machine."""
+    amx = sorted(k for k, v in features.items() if k.startswith("AMX") and v == "1")
+    if amx and os.environ.get(NATIVE_OK) != "1":
+        raise EmbccError(
+            f"the installed llama-cpp-python was compiled natively with {amx[0]}, which crashes quantized GGUF "
+            "files on hosts whose hypervisor cannot run AMX",
+            f"{INSTALL_FIX}; or set {NATIVE_OK}=1 on a host where AMX is known to run")
 
 
 @contextlib.contextmanager
@@ -63,7 +96,16 @@ def _adapter(llm, path: Path):
 
 
 def load_check(model: Path, adapters: list[Path]) -> None:
-    """Load a written GGUF (and its adapters) in llama.cpp once: a file llama.cpp refuses is a failed export."""
+    """Load a written GGUF (and its adapters) in llama.cpp and decode one text, in a child process: a file
+    llama.cpp refuses is a failed export, and a file that crashes it cannot take embcc down."""
+    from embcc.runtimes.native import run_child
+
+    run_child("gguf-load-check", {"model": str(model), "adapters": [str(a) for a in adapters]},
+              what=f"loading {Path(model).name}", timeout=1800)
+
+
+def run_load_check(model: Path, adapters: list[Path]) -> None:
+    """The load check itself (runs in the child)."""
     llama_cpp = _llama_cpp()
     llm = _open(model, n_ctx=64, threads=1)
     try:
@@ -76,6 +118,25 @@ def load_check(model: Path, adapters: list[Path]) -> None:
         raise EmbccError(f"llama.cpp cannot run {model.name} ({e})", "the GGUF is not one llama.cpp can run") from e
     finally:
         llm.close()
+
+
+def quantize(src: Path, dst: Path, gguf_type: str, threads: int) -> None:
+    """llama.cpp's own quantizer (K-quants), in a child process."""
+    from embcc.runtimes.native import run_child
+
+    run_child("gguf-quantize", {"src": str(src), "dst": str(dst), "type": gguf_type, "threads": threads},
+              what=f"quantizing {Path(dst).name} to {gguf_type}", timeout=3600)
+
+
+def run_quantize(src: Path, dst: Path, gguf_type: str, threads: int) -> None:
+    llama_cpp = _llama_cpp()
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{gguf_type.upper()}")
+    params.nthread = max(1, threads)
+    with quiet():
+        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
+    if rc != 0:
+        raise EmbccError(f"llama.cpp's quantizer failed to write {gguf_type} (code {rc})", "choose another --type")
 
 
 def _batch_of(llm, seqs: list[list[int]]):
