@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from embcc.core.spec import ModelSpec
+from embcc.export.torch_embedder import TorchEmbedder
 from embcc.families import load
-from embcc.modelspec import ModelSpec
 from embcc.pipeline import artifacts_in
 from embcc.runtimes import open_artifact
-from embcc.runtimes.torch_ref import TorchEmbedder
 
 REGIMES = {"latency": (1, 16), "throughput": (32, 128)}
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from embcc.errors import EmbccError
-from embcc.families import load, write_fixture
+from embcc.core.errors import EmbccError
+from embcc.families import load
+from embcc.fixtures import write_fixture
 from embcc.pipeline import export
 from embcc.verify import format_table, verify
 

@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 from embcc import __version__
-from embcc.errors import EmbccError
+from embcc.core.errors import EmbccError
+
+PATH_OPTIONS = ("calibration", "cache_dir")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,22 +31,22 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int, default=0)
 
     def export_options(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--format", dest="fmt", default="onnx", help="onnx | gguf (tensorrt: planned)")
-        q.add_argument("--task", default=None, help="task name or 'all' (default all; merge mode)")
-        q.add_argument("--lora", default=None, help="merge (default) | keep")
-        q.add_argument("--rope-theta", type=float, default=None, help="RoPE base (default: the checkpoint's)")
-        q.add_argument("--max-length", type=int, default=None, help="truncation length recorded in the artifact")
-        q.add_argument("--precision", default="fp32", help="fp32 | fp16 | int8 (ONNX)")
-        c = q.add_argument_group("calibration (--precision fp16 or int8)")
-        c.add_argument("--calibration", type=Path, default=None,
-                       help="texts to calibrate on: one per line, or JSON lines {\"text\", \"task\"} (default: built-in corpus)")
-        c.add_argument("--calibration-method", default=None, help="minmax (default) | entropy | percentile (int8 static)")
-        c.add_argument("--calibration-max-length", type=int, default=None, help="token cap per calibration text (default 512)")
-        c.add_argument("--int8-mode", default=None, help="static (default: QDQ, calibrated) | dynamic")
-        c.add_argument("--cache-dir", type=Path, default=None, help="calibration cache (default ~/.cache/embcc)")
-        q.add_argument("--type", dest="gguf_type", default=None,
-                       help="GGUF only, llama.cpp's type names: f32 (default) | f16 | bf16 | q8_0 | q4_0 | q4_k_m | ...")
-        q.add_argument("--role", default=None, help="query | document: the input role recorded in the artifact (v5; default document)")
+        from embcc.export import FORMATS
+        from embcc.export.options import COMMON
+
+        q.add_argument("--format", dest="fmt", default="onnx", choices=list(FORMATS),
+                       help="artifact format (default onnx)")
+        for o in COMMON:
+            q.add_argument(o.flag, dest=o.name, type=o.type, default=None, choices=o.choices, help=o.help)
+        seen: set[str] = set()
+        for name, f in FORMATS.items():
+            group = q.add_argument_group(f"--format {name}")
+            for o in f.options:
+                if o.name in seen:
+                    continue
+                seen.add(o.name)
+                group.add_argument(o.flag, dest=o.name, type=Path if o.name in PATH_OPTIONS else o.type,
+                                   default=None, choices=o.choices, help=o.help)
 
     e = sub.add_parser("export", help="export a checkpoint to an artifact directory")
     e.add_argument("checkpoint", type=Path)
@@ -71,7 +73,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as e:  # argparse: --help / --version (0) or a usage error (2, one line already printed)
+        return int(e.code or 0)
     try:
         return _run(args)
     except EmbccError as e:
@@ -83,20 +88,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "fixture":
-        from embcc.families import write_fixture
+        from embcc.fixtures import write_fixture
 
         write_fixture(args.name, args.out, size=args.size, layout=args.layout, seed=args.seed)
         print(f"wrote {args.name} ({args.size}) fixture to {args.out}")
         return 0
     if args.command == "export":
+        from embcc.export.options import option_values
         from embcc.pipeline import export
 
-        out = export(args.checkpoint, args.out, fmt=args.fmt, task=args.task, lora=args.lora,
-                     rope_theta=args.rope_theta, max_length=args.max_length, precision=args.precision,
-                     calibration=args.calibration, calibration_method=args.calibration_method,
-                     int8_mode=args.int8_mode, calibration_max_length=args.calibration_max_length,
-                     cache_dir=args.cache_dir, gguf_type=args.gguf_type,
-                     role=args.role)
+        out = export(args.checkpoint, args.out, fmt=args.fmt, cli=True, **option_values(args))
         print(f"wrote {out}")
         return 0
     if args.command == "verify":

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from embcc import __version__
+from embcc.core.bundle import Bundle
+from embcc.core.spec import ModelSpec
 from embcc.export.artifact import MANIFEST, PARITY
-from embcc.families import Bundle, load
-from embcc.modelspec import ModelSpec
+from embcc.families import load
 from embcc.probes import PROBES
 from embcc.runtimes import onnx_forms, open_artifact
 from embcc.runtimes.base import Embedder
@@ -100,8 +101,8 @@ def parity(artifact: Embedder, reference: Embedder, *, tasks: list[str | None], 
 def verify(artifact_path: str | Path, reference: str | Path | Bundle, *, texts: list[str] | None = None,
            write: bool = True) -> dict:
     """Verify every artifact under `artifact_path` against the checkpoint; writes parity.json beside it."""
+    from embcc.export.torch_embedder import TorchEmbedder
     from embcc.pipeline import artifacts_in
-    from embcc.runtimes.torch_ref import TorchEmbedder
 
     root = Path(artifact_path)
     bundle = reference if isinstance(reference, Bundle) else load(reference)

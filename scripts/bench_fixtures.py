@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from embcc.bench import bench, format_bench
-from embcc.families import write_fixture
+from embcc.fixtures import write_fixture
 from embcc.pipeline import artifacts_in, export
 
 LIMITS = {"fp16": 0.55, "int8": 0.30, "int8-dynamic": 0.30}

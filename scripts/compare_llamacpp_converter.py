@@ -27,13 +27,14 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from embcc.families import load, write_fixture
-from embcc.families.fixture_tokenizers import as_published_v3
-from embcc.modelspec import SPEC_FILE
+from embcc.core.spec import SPEC_FILE
+from embcc.export.torch_embedder import TorchEmbedder
+from embcc.families import load
+from embcc.fixtures import write_fixture
+from embcc.fixtures.tokenizers import as_published_v3
 from embcc.pipeline import export
 from embcc.probes import PROBES
 from embcc.runtimes.llamacpp import LlamaCppEmbedder
-from embcc.runtimes.torch_ref import TorchEmbedder
 from embcc.verify import compare
 
 MAX_LEN = 512

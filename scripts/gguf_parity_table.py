@@ -12,11 +12,11 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from embcc.export.torch_embedder import TorchEmbedder
 from embcc.families import load
 from embcc.pipeline import export
 from embcc.probes import PROBES
 from embcc.runtimes.llamacpp import LlamaCppEmbedder
-from embcc.runtimes.torch_ref import TorchEmbedder
 from embcc.verify import BARS, compare
 
 

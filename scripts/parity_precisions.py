@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from embcc.families import write_fixture
+from embcc.fixtures import write_fixture
 from embcc.pipeline import export
 from embcc.verify import verify
 

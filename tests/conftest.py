@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from embcc.families import write_fixture
+from embcc.fixtures import write_fixture
 
 
 @pytest.fixture(scope="session")

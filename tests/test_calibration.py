@@ -15,7 +15,7 @@ from embcc.calibration import corpus, data
 from embcc.calibration.fp16 import SAFE_RANGE, decide
 from embcc.calibration.int8 import ORT_FILE, WEIGHTS
 from embcc.cli import main
-from embcc.modelspec import ModelSpec
+from embcc.core.spec import ModelSpec
 from embcc.pipeline import export
 from embcc.probes import PROBES
 from embcc.verify import BARS, format_table, verify

@@ -9,9 +9,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from embcc.export.graph import adapt
+from embcc.core.adapted import adapt
+from embcc.core.spec import ModelSpec
+from embcc.export.graph import build_graph
 from embcc.families import load
-from embcc.modelspec import ModelSpec
 from embcc.pipeline import export
 from embcc.runtimes import open_artifact
 from embcc.verify import verify
@@ -63,7 +64,7 @@ def test_verify_passes_and_writes_parity(v3_keep, ckpts):
 
 
 def test_verify_fails_against_another_checkpoint(v3_keep, tmp_path):
-    from embcc.families import write_fixture
+    from embcc.fixtures import write_fixture
 
     other = write_fixture("jina-v3", tmp_path / "other", seed=1)
     report = verify(v3_keep, other, texts=TEXTS * 2)
@@ -95,7 +96,7 @@ def test_rope_theta_is_recorded_and_used(ckpts, tmp_path):
 @pytest.mark.parametrize("length", [8, 2048])
 def test_positions_are_not_frozen_at_the_traced_length(v3_keep, ckpts, length):
     """The graph was traced at 16 tokens; it must be right at 8 and at 2,048 (RoPE tables are dynamic)."""
-    graph, _ = adapt(load(ckpts["v3"]), lora="keep")
+    graph = build_graph(adapt(load(ckpts["v3"]), task=None, lora="keep"))
     rng = np.random.default_rng(length)
     ids = rng.integers(4, 900, size=(2, length)).astype(np.int64)
     mask = np.ones_like(ids)
@@ -109,7 +110,7 @@ def test_positions_are_not_frozen_at_the_traced_length(v3_keep, ckpts, length):
 
 def test_v2_alibi_is_not_frozen_at_the_traced_length(ckpts, tmp_path):
     out = export(ckpts["v2-base"], tmp_path / "v2")
-    graph, _ = adapt(load(ckpts["v2-base"]), lora=None)
+    graph = build_graph(adapt(load(ckpts["v2-base"]), task=None, lora=None))
     ids = np.random.default_rng(0).integers(104, 600, size=(1, 2048)).astype(np.int64)
     mask = np.ones_like(ids)
     got = ort.InferenceSession(str(out / "model.onnx")).run(None, {"input_ids": ids, "attention_mask": mask})[1]

@@ -10,7 +10,7 @@ import sentencepiece as spm
 from tokenizers import Tokenizer
 from transformers import AutoTokenizer
 
-from embcc.families.fixture_tokenizers import write_bert_wordpiece, write_xlmr_unigram
+from embcc.fixtures.tokenizers import write_bert_wordpiece, write_xlmr_unigram
 
 TEXTS = [
     "",

@@ -17,13 +17,14 @@ pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (it b
 
 import gguf  # noqa: E402
 
-from embcc.errors import EmbccError  # noqa: E402
-from embcc.families import load, write_fixture  # noqa: E402
-from embcc.families.fixture_tokenizers import as_published_v3  # noqa: E402
+from embcc.core.errors import EmbccError  # noqa: E402
+from embcc.export.torch_embedder import TorchEmbedder  # noqa: E402
+from embcc.families import load
+from embcc.fixtures import write_fixture  # noqa: E402
+from embcc.fixtures.tokenizers import as_published_v3  # noqa: E402
 from embcc.pipeline import export  # noqa: E402
 from embcc.probes import PROBES  # noqa: E402
 from embcc.runtimes import open_artifact  # noqa: E402
-from embcc.runtimes.torch_ref import TorchEmbedder  # noqa: E402
 from embcc.verify import BARS, compare, verify  # noqa: E402
 
 MAX_LEN = 512  # keeps the probe set's long texts (and the test time) bounded
@@ -271,11 +272,11 @@ def test_bad_type_and_options_are_refused(ckpts, tmp_path, capsys):
                                      "--precision", "int8")
 
 
-def test_family_without_gguf_table_is_refused(ckpts, tmp_path, monkeypatch):
+def test_family_without_gguf_facts_is_refused(ckpts, tmp_path, monkeypatch):
     from embcc.families.jina_v2 import JinaV2
 
     monkeypatch.setattr(JinaV2, "gguf", None)
-    with pytest.raises(EmbccError, match="no GGUF mapping"):
+    with pytest.raises(EmbccError, match="no llama.cpp architecture"):
         export(ckpts["v2-small"], tmp_path / "o", fmt="gguf")
     assert not (tmp_path / "o").exists()
 
@@ -283,7 +284,7 @@ def test_family_without_gguf_table_is_refused(ckpts, tmp_path, monkeypatch):
 def test_unmapped_tensor_is_refused(ckpts, tmp_path):
     bundle = load(ckpts["v2-small"])
     bundle.weights["encoder.layer.0.mlp.extra.weight"] = torch.zeros(4, 4)
-    with pytest.raises(EmbccError, match="extra.weight has no GGUF mapping"):
+    with pytest.raises(EmbccError, match="extra.weight has no llama.cpp jina-bert-v2 name"):
         export(ckpts["v2-small"], tmp_path / "o", fmt="gguf", bundle=bundle)
     assert not (tmp_path / "o").exists()
 
@@ -293,7 +294,7 @@ def test_name_llamacpp_does_not_know_is_refused(ckpts, tmp_path, monkeypatch):
 
     from embcc.families.jina_v2 import GGUF, JinaV2
 
-    bad = dataclasses.replace(GGUF, tensors={**GGUF.tensors, "blk.{bid}.attn_bogus.weight": GGUF.tensors["blk.{bid}.attn_q.weight"]})
+    bad = dataclasses.replace(GGUF, extra_tensors={"blk.{bid}.attn_bogus.weight": "encoder.layer.{bid}.attention.self.query.weight"})
     monkeypatch.setattr(JinaV2, "gguf", bad)
     with pytest.raises(EmbccError, match="attn_bogus"):
         export(ckpts["v2-small"], tmp_path / "o", fmt="gguf")
@@ -336,7 +337,7 @@ def test_byte_level_bpe_vocab_tokenises_like_hf_in_llamacpp(tmp_path):
 
     from embcc.export.gguf import write_vocab
     from embcc.export.gguf_vocab import read_vocab
-    from embcc.families import fixture_tokenizers as ft
+    from embcc.fixtures import tokenizers as ft
     from embcc.runtimes.llamacpp import quiet
 
     tok = Tokenizer(models.BPE())

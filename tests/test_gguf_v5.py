@@ -14,11 +14,11 @@ pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (it b
 
 import gguf  # noqa: E402
 
+from embcc.export.torch_embedder import TorchEmbedder  # noqa: E402
 from embcc.families import load  # noqa: E402
 from embcc.pipeline import export  # noqa: E402
 from embcc.probes import PROBES  # noqa: E402
 from embcc.runtimes import open_artifact  # noqa: E402
-from embcc.runtimes.torch_ref import TorchEmbedder  # noqa: E402
 from embcc.verify import BARS, compare, verify  # noqa: E402
 
 LONG = 4096  # long enough that RoPE's base visibly matters (the probe set has a text of more than 8,192 tokens)

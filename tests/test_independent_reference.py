@@ -26,10 +26,11 @@ import torch
 from reference_impls import alibi_slopes, v2_reference, v3_original_reference
 from safetensors.torch import load_file, save_file
 
-from embcc.families import load, write_fixture
+from embcc.export.torch_embedder import TorchEmbedder
+from embcc.families import load
+from embcc.fixtures import write_fixture
 from embcc.pipeline import export
 from embcc.runtimes import open_artifact
-from embcc.runtimes.torch_ref import TorchEmbedder
 
 Ref = Callable[..., np.ndarray]  # reference(key, task=None, theta=None) -> [N, H]
 

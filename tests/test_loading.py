@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from embcc.export.torch_embedder import TorchEmbedder
 from embcc.families import load
-from embcc.runtimes.torch_ref import TorchEmbedder
 
 TEXTS = ["hello world", "Grüße aus München", "東京は日本の首都です。", "a", "double  space"]
 

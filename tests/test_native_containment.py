@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from embcc.cli import main
-from embcc.errors import EmbccError
+from embcc.core.errors import EmbccError
 from embcc.runtimes import llamacpp, native
 
 
@@ -63,13 +63,21 @@ def test_amx_build_is_refused(monkeypatch):
     llamacpp.check_build({"AVX2": "1", "AMX_INT8": "1"})
 
 
-def test_installed_build_is_portable():
-    """What scripts/install built: the AVX2 baseline, no AMX, no AVX-512 (runs on every x86-64 host with AVX2)."""
+def test_installed_build_runs_on_this_cpu():
+    """What scripts/install built: no AMX, and no feature this CPU lacks (checked against /proc/cpuinfo)."""
     import llama_cpp
 
     features = llamacpp.build_features(llama_cpp)
     assert features.get("AVX2") == "1", features
-    assert not [k for k in features if k.startswith(("AMX", "AVX512"))], features
+    assert not [k for k in features if k.startswith("AMX")], features
+    llamacpp.check_build(features)
+
+
+def test_build_for_another_cpu_is_refused():
+    host = {"pni", "ssse3", "avx", "avx2", "f16c", "fma", "bmi2"}  # an AVX2 machine without AVX-512
+    llamacpp.check_build({"AVX2": "1", "FMA": "1"}, host)
+    with pytest.raises(EmbccError, match="compiled for AVX512.*lacks.*SIGILL"):
+        llamacpp.check_build({"AVX2": "1", "AVX512": "1"}, host)
 
 
 def test_parse_system_info():

@@ -19,16 +19,17 @@ from safetensors.torch import load_file, save_file
 from test_bad_input import assert_one_line_error, nothing_left, run
 from tokenizers import Tokenizer
 
-from embcc.errors import EmbccError
-from embcc.export.graph import adapt, pool
+from embcc.core.adapted import adapt
+from embcc.core.errors import EmbccError
+from embcc.core.spec import ModelSpec
+from embcc.export.graph import build_graph, pool
+from embcc.export.torch_embedder import TorchEmbedder
 from embcc.families import load
 from embcc.families.jina_v5 import NANO, SMALL, variant_of
-from embcc.modelspec import ModelSpec
 from embcc.pipeline import export
 from embcc.probes import PROBES
 from embcc.runtimes import open_artifact
 from embcc.runtimes.base import pool_numpy
-from embcc.runtimes.torch_ref import TorchEmbedder
 from embcc.verify import verify
 
 SIZES = ("small", "nano")
@@ -216,7 +217,7 @@ def _padded(rows: list[list[int]], side: str) -> tuple[np.ndarray, np.ndarray]:
 def test_left_and_right_padding_agree_in_torch_and_onnx(v5_ckpts, v5_onnx, size):
     b = load(v5_ckpts[size])
     rows = TorchEmbedder(b).token_ids(TEXTS, task="retrieval")
-    graph, _ = adapt(b, task="retrieval", lora="merge")
+    graph = build_graph(adapt(b, task="retrieval", lora="merge"))
     sess = ort.InferenceSession(str(v5_onnx[f"{size}-keep"] / "model.onnx"))
     out = {}
     for side in ("right", "left"):

@@ -23,8 +23,8 @@ from embcc.calibration.data import (
     read_file,
 )
 from embcc.calibration.int8 import METHODS, MODES
-from embcc.errors import EmbccError
-from embcc.modelspec import ModelSpec
+from embcc.core.errors import EmbccError
+from embcc.core.spec import ModelSpec
 
 ONNX_PRECISIONS = ("fp32", "fp16", "int8")
 log = logging.getLogger("embcc.calibration")
@@ -49,26 +49,30 @@ class Calibration:
 
 def check(precision: str, spec: ModelSpec, *, file: str | Path | None = None, method: str | None = None,
           int8_mode: str | None = None, max_length: int | None = None, cache_dir: str | Path | None = None,
-          fmt: str = "onnx") -> Calibration | None:
+          fmt: str = "onnx", cli: bool = True) -> Calibration | None:
     """Refuse what does not apply, read the calibration texts; None for fp32 (nothing to calibrate)."""
+
+    def n(flag: str) -> str:  # the option as the caller wrote it: CLI flag or Python keyword
+        return flag if cli else flag.removeprefix("--").replace("-", "_")
+
     if precision not in ONNX_PRECISIONS:
         raise EmbccError(f"{fmt} artifacts cannot hold precision {precision!r}",
-                         f"choose --precision {', '.join(ONNX_PRECISIONS)}")
+                         f"choose {n('--precision')} {', '.join(ONNX_PRECISIONS)}")
     given = {"--calibration": file, "--calibration-method": method, "--int8-mode": int8_mode,
              "--calibration-max-length": max_length}
     if precision == "fp32":
         used = [k for k, v in given.items() if v is not None]
         if used:
-            raise EmbccError(f"{used[0]} applies to --precision fp16 or int8 only", f"leave out {used[0]}")
+            raise EmbccError(f"{n(used[0])} applies to {n('--precision')} fp16 or int8 only", f"leave out {n(used[0])}")
         return None
     if method is not None and method not in METHODS:
         raise EmbccError(f"unknown calibration method {method!r}", f"choose one of: {', '.join(METHODS)}")
     if int8_mode is not None and int8_mode not in MODES:
-        raise EmbccError(f"unknown --int8-mode {int8_mode!r}", "choose static or dynamic")
+        raise EmbccError(f"unknown {n('--int8-mode')} {int8_mode!r}", "choose static or dynamic")
     if precision == "fp16" and int8_mode is not None:
-        raise EmbccError("--int8-mode applies to --precision int8 only", "leave out --int8-mode")
+        raise EmbccError(f"{n('--int8-mode')} applies to {n('--precision')} int8 only", f"leave out {n('--int8-mode')}")
     if max_length is not None and not 2 <= max_length <= spec.max_length:
-        raise EmbccError(f"--calibration-max-length {max_length} is outside 2..{spec.max_length}",
+        raise EmbccError(f"{n('--calibration-max-length')} {max_length} is outside 2..{spec.max_length}",
                          f"pass a length from 2 to {spec.max_length} (default {DEFAULT_MAX_LENGTH})")
     texts = read_file(file) if file is not None else builtin()
     check_tasks(texts, spec)

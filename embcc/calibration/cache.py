@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from embcc.errors import EmbccError
+from embcc.core.errors import EmbccError
 
 FORMAT = 1  # bump when what is cached changes meaning
 

@@ -1,4 +1,5 @@
-"""Calibration texts -> model feeds, prefixed and tokenised exactly as at inference.
+"""Calibration texts -> model feeds, prefixed and tokenised exactly as at inference
+(by the runtimes' own preprocessing step).
 
 Texts come from the built-in corpus (embcc.calibration.corpus, held out from the verify probes) or from
 `--calibration FILE`: one text per line, or JSON lines {"text": ..., "task": optional task name}. A text with
@@ -15,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from embcc.errors import EmbccError
-from embcc.modelspec import ModelSpec
-from embcc.runtimes.base import Embedder
+from embcc.core.errors import EmbccError
+from embcc.core.spec import ModelSpec
+from embcc.runtimes.preprocess import Preprocessor
 
 DEFAULT_MAX_LENGTH = 512
 BATCH = 8
@@ -78,19 +79,10 @@ def corpus_hash(texts: list[CalibrationText], max_length: int) -> str:
     return h.hexdigest()
 
 
-class _Tokenise(Embedder):
-    """The Embedder's own prefixing, tokenisation and padding, without a model behind it."""
-
-    runtime = "calibration"
-
-    def _embed(self, input_ids: np.ndarray, attention_mask: np.ndarray, task_id: int | None) -> np.ndarray:
-        raise NotImplementedError
-
-
 def feeds(texts: list[CalibrationText], spec: ModelSpec, tokenizer_json: Path, *, keep: bool,
           max_length: int = DEFAULT_MAX_LENGTH) -> list[dict[str, np.ndarray]]:
     """Padded batches for the graph: input_ids, attention_mask (and task_id for a keep graph)."""
-    tok = _Tokenise(spec, tokenizer_json, max_length=max_length)
+    tok = Preprocessor(spec, tokenizer_json, max_length=max_length)
     special = set(tok.tokenizer.get_added_tokens_decoder())
     if keep:
         groups = [(t, [x.text for x in texts if x.task in (None, t.name)]) for t in spec.tasks]
@@ -104,7 +96,7 @@ def feeds(texts: list[CalibrationText], spec: ModelSpec, tokenizer_json: Path, *
         content += sum(1 for row in ids if any(i not in special for i in row))
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths share a batch: less padding
         for start in range(0, len(order), BATCH):
-            input_ids, mask = tok.batch([ids[i] for i in order[start:start + BATCH]])
+            input_ids, mask = tok.pad([ids[i] for i in order[start:start + BATCH]])
             feed = {"input_ids": input_ids, "attention_mask": mask}
             if keep:
                 feed["task_id"] = np.array(task.id, dtype=np.int64)

@@ -1,54 +1,16 @@
-"""Task LoRA adapters as a graph transform: fold one task into the weights (merge), or keep all of them.
+"""Kept task adapters as a graph transform (the merge is plain arithmetic: embcc.core.lora).
 
-Adapters are held stacked over tasks, with the scaling (alpha / rank) already folded into B:
-  Linear:    A [T, r, in],    B [T, out, r]   delta_t = B[t] @ A[t]          (added to W [out, in])
-  Embedding: A [T, vocab, r], B [T, r, dim]   delta_t = A[t] @ B[t]          (added to W [vocab, dim])
-`keep` replaces each adapted module by one that selects its task's A and B by a task_id tensor with
-index_select, so the exported graph has no data-dependent Python control flow.
+`keep_adapters` replaces each adapted module by one that selects its task's A and B (embcc.core.lora's stacked
+convention, scaling folded into B) by a task_id tensor with index_select, so the traced graph has no
+data-dependent Python control flow and one graph serves every task, as in Jina's own graph.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-
-@dataclass
-class LoraWeights:
-    kind: str  # "linear" | "embedding"
-    A: torch.Tensor
-    B: torch.Tensor
-
-    def delta(self, t: int) -> torch.Tensor:
-        a, b = self.A[t].double(), self.B[t].double()
-        return (b @ a if self.kind == "linear" else a @ b).float()
-
-
-@dataclass
-class LoraSet:
-    """Adapters for every task, keyed by the reference module's dotted name."""
-
-    task_names: list[str]
-    modules: dict[str, LoraWeights]
-
-    def index(self, task: str) -> int:
-        return self.task_names.index(task)
-
-    def rank(self) -> int:
-        w = next(iter(self.modules.values()))
-        return w.A.shape[1] if w.kind == "linear" else w.A.shape[2]
-
-
-def merged_weights(base: dict[str, torch.Tensor], lora: LoraSet, task: str) -> dict[str, torch.Tensor]:
-    """A copy of `base` with task `task`'s adapter folded in: W + delta, computed in float64, stored float32."""
-    t = lora.index(task)
-    out = dict(base)
-    for name, w in lora.modules.items():
-        key = f"{name}.weight"
-        out[key] = (base[key].double() + w.delta(t).double()).float()
-    return out
+from embcc.core.lora import LoraSet, LoraWeights
 
 
 class TaskSelector:

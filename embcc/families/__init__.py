@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from embcc.errors import EmbccError
-from embcc.families.base import Bundle, Family, read_config
+from embcc.core.bundle import Bundle
+from embcc.core.errors import EmbccError
+from embcc.families.base import Family, read_config
 
 
 def _families() -> list[type[Family]]:
@@ -36,25 +37,4 @@ def load(path: str | Path) -> Bundle:
     return family_for(path).load(path)
 
 
-def fixture_names() -> dict[str, type[Family]]:
-    return {name: cls for cls in _families() for name in cls.fixtures}
-
-
-def write_fixture(name: str, out: str | Path, *, size: str = "tiny", layout: str | None = None, seed: int = 0) -> Path:
-    """Write a random-weight checkpoint in the published layout of `name` (staged, then moved into place)."""
-    from embcc.export.artifact import staged_dir
-
-    names = fixture_names()
-    if name not in names:
-        raise EmbccError(f"unknown fixture {name!r}", f"choose one of: {', '.join(sorted(names))}")
-    if size not in ("tiny", "tiny256", "full") and not (size == "base" and name == "jina-v3"):
-        raise EmbccError(f"unknown fixture size {size!r}", "choose tiny, tiny256 or full")
-    family = names[name]()
-    if layout is not None and layout not in family.layouts:
-        raise EmbccError(f"unknown layout {layout!r} for {name}", f"choose one of: {', '.join(family.layouts)}")
-    with staged_dir(Path(out)) as tmp:
-        family.write_fixture(name, tmp, size=size, layout=layout, seed=seed)
-    return Path(out)
-
-
-__all__ = ["Bundle", "Family", "family_for", "fixture_names", "load", "write_fixture"]
+__all__ = ["Bundle", "Family", "family_for", "load"]

@@ -1,27 +1,23 @@
-"""What every model family declares, and the Bundle a family's loader returns.
+"""What every model family declares (the Bundle a loader returns is embcc.core.bundle's).
 
 A family is the only code that knows a model: how to recognise and load its published layouts, its tasks and
-prefixes, pooling, position scheme, LoRA targets, and how to write a random-weight fixture in its layout.
+prefixes, pooling, position scheme, LoRA targets. Random-weight fixtures are written by embcc.fixtures.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import torch
 from safetensors import safe_open
 
-from embcc.errors import EmbccError
-from embcc.modelspec import ModelSpec
-
-if TYPE_CHECKING:
-    from embcc.export.gguf_table import GgufTable
-    from embcc.export.lora import LoraSet
+from embcc.core.bundle import Bundle
+from embcc.core.errors import EmbccError
+from embcc.core.files import hash_tree
+from embcc.core.gguf_facts import GgufFacts
 
 WEIGHT_FILE = "model.safetensors"
 WEIGHT_INDEX = "model.safetensors.index.json"
@@ -37,31 +33,15 @@ TOKENIZER_FILES = (
 )
 
 
-@dataclass
-class Bundle:
-    """A loaded checkpoint: weights under the reference model's own names, adapters, spec, tokenizer files."""
-
-    family: Family
-    path: Path
-    layout: str
-    config: dict
-    spec: ModelSpec
-    weights: dict[str, torch.Tensor]
-    lora: LoraSet | None = None
-    tokenizer_files: list[Path] = field(default_factory=list)
-    source_sha256: str = ""
-
-
 class Family(ABC):
     """One model family. Subclasses are registered in embcc.families.FAMILIES."""
 
     name: ClassVar[str]
-    fixtures: ClassVar[tuple[str, ...]] = ()
     layouts: ClassVar[tuple[str, ...]] = ()
-    gguf: ClassVar[GgufTable | None] = None  # llama.cpp architecture and tensor-name table (None: no GGUF export)
+    gguf: ClassVar[GgufFacts | None] = None  # llama.cpp architecture, names gguf-py lacks (None: no GGUF)
 
-    def gguf_table(self, bundle: Bundle) -> GgufTable | None:
-        """The GGUF table for one checkpoint (a family with several backbones picks by the bundle)."""
+    def gguf_facts(self, bundle: Bundle) -> GgufFacts | None:
+        """The llama.cpp facts for one checkpoint (a family with several backbones picks by the bundle)."""
         return self.gguf
 
     @classmethod
@@ -78,10 +58,6 @@ class Family(ABC):
         self, bundle: Bundle, weights: dict[str, torch.Tensor], rope_theta: float | None = None
     ) -> torch.nn.Module:
         """The float32 reference module holding `weights`: forward(input_ids, attention_mask) -> states [B, L, H]."""
-
-    @abstractmethod
-    def write_fixture(self, name: str, out: Path, *, size: str, layout: str | None, seed: int) -> None:
-        """Write a random-weight checkpoint in the published layout of fixture `name` into `out`."""
 
 
 # ---- helpers shared by the family loaders -------------------------------------------------------------------
@@ -133,14 +109,7 @@ def read_safetensors(files: list[Path]) -> dict[str, torch.Tensor]:
 
 def hash_checkpoint(path: Path) -> str:
     """sha256 over every regular file of the checkpoint (names and bytes), independent of walk order."""
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file() and ".git" not in p.parts):
-        h.update(str(f.relative_to(path)).encode())
-        h.update(b"\0")
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
+    return hash_tree(path)
 
 
 def tokenizer_files(path: Path) -> list[Path]:
@@ -172,27 +141,3 @@ def check_tensors(
                 "the weights do not belong to this config.json",
             )
     return {k: v.float() for k, v in kept.items()}
-
-
-def save_fixture_weights(tensors: dict[str, torch.Tensor], out: Path, metadata: dict[str, str] | None = None) -> None:
-    from safetensors.torch import save_file
-
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(out / WEIGHT_FILE), metadata=metadata or {"format": "pt"})
-
-
-def write_json(path: Path, obj: dict | list) -> None:
-    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
-
-
-def write_st_modules(out: Path, dim: int, pooling: dict, names: tuple[str, str, str] = ("0", "1", "2"),
-                     transformer: str = "sentence_transformers.models.Transformer") -> None:
-    """A fixture's sentence-transformers files: modules.json (Transformer -> Pooling -> Normalize) and the
-    pooling config (`pooling`: the published file's own pooling_mode_* keys)."""
-    write_json(out / "modules.json", [
-        {"idx": 0, "name": names[0], "path": "", "type": transformer},
-        {"idx": 1, "name": names[1], "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": names[2], "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-    ])
-    (out / "1_Pooling").mkdir(exist_ok=True)
-    write_json(out / "1_Pooling" / "config.json", {"word_embedding_dimension": dim, **pooling})
-    (out / "2_Normalize").mkdir(exist_ok=True)

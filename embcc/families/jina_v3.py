@@ -13,23 +13,20 @@ from pathlib import Path
 import torch
 from transformers import JinaEmbeddingsV3Config, JinaEmbeddingsV3Model
 
-from embcc.errors import EmbccError
-from embcc.export.gguf_table import Cfg, GgufTable
-from embcc.families import fixture_tokenizers
+from embcc.core.bundle import Bundle
+from embcc.core.errors import EmbccError
+from embcc.core.gguf_facts import Cfg, GgufFacts
+from embcc.core.spec import ModelSpec, Task
 from embcc.families import jina_v3_layouts as layouts
 from embcc.families.base import (
-    Bundle,
     Family,
     check_tensors,
     hash_checkpoint,
     read_config,
     read_safetensors,
-    save_fixture_weights,
     tokenizer_files,
     weight_files,
-    write_json,
 )
-from embcc.modelspec import ModelSpec, Task
 
 TASKS = ["retrieval.query", "retrieval.passage", "separation", "classification", "text-matching"]
 INSTRUCTIONS = {
@@ -40,35 +37,24 @@ INSTRUCTIONS = {
     "text-matching": "",
 }
 IGNORED = ("pooler.", "lm_head.", "classifier.", "qa_outputs.")
-SIZES = {  # (layers, hidden, heads, intermediate, vocab)
-    "full": (24, 1024, 16, 4096, 250002),
-    "base": (12, 768, 12, 3072, 250002),  # the base-sized v3 SPEC.md's speed anchors were measured on
-    "tiny": (2, 64, 4, 128, 1000),
-    "tiny256": (2, 256, 4, 512, 1000),  # multiples of 256, the block size of llama.cpp's K-quants
-}
 
 _L = "layers.{bid}."
 # llama.cpp's jina-bert-v3: XLM-RoBERTa with NeoX-style RoPE, post-LN, gelu MLP, sentencepiece Unigram vocab.
-# q, k and v are fused into attn_qkv as llama.cpp's own converter writes them (Jina's original Wqkv).
-GGUF = GgufTable(
+# gguf-py's map has XLM-R's names; transformers' native v3 names that it lacks are declared here, with q, k and
+# v fused into attn_qkv as llama.cpp's own converter writes them (Jina's original Wqkv).
+GGUF = GgufFacts(
     arch="jina-bert-v3",
-    tensors={
-        "token_embd.weight": "embeddings.word_embeddings.weight",
-        "token_types.weight": "embeddings.token_type_embeddings.weight",
-        "token_embd_norm.weight": "embeddings.LayerNorm.weight",
-        "token_embd_norm.bias": "embeddings.LayerNorm.bias",
+    extra_tensors={
         "blk.{bid}.attn_qkv.weight": tuple(_L + f"self_attn.{p}_proj.weight" for p in "qkv"),
         "blk.{bid}.attn_qkv.bias": tuple(_L + f"self_attn.{p}_proj.bias" for p in "qkv"),
-        "blk.{bid}.attn_output.weight": _L + "self_attn.o_proj.weight",
-        "blk.{bid}.attn_output.bias": _L + "self_attn.o_proj.bias",
         "blk.{bid}.attn_output_norm.weight": _L + "post_attention_layernorm.weight",
         "blk.{bid}.attn_output_norm.bias": _L + "post_attention_layernorm.bias",
+        "blk.{bid}.layer_output_norm.weight": _L + "post_mlp_layernorm.weight",
+        "blk.{bid}.layer_output_norm.bias": _L + "post_mlp_layernorm.bias",
         "blk.{bid}.ffn_up.weight": _L + "mlp.fc1.weight",
         "blk.{bid}.ffn_up.bias": _L + "mlp.fc1.bias",
         "blk.{bid}.ffn_down.weight": _L + "mlp.fc2.weight",
         "blk.{bid}.ffn_down.bias": _L + "mlp.fc2.bias",
-        "blk.{bid}.layer_output_norm.weight": _L + "post_mlp_layernorm.weight",
-        "blk.{bid}.layer_output_norm.bias": _L + "post_mlp_layernorm.bias",
     },
     hparams={
         "block_count": Cfg("num_hidden_layers"),
@@ -81,8 +67,6 @@ GGUF = GgufTable(
     },
     tokenizer="t5",
     pre_tokenizer="default",
-    # llama.cpp adds token_types row 0 to every token but applies no adapter to it: carry its delta on token_embd
-    fold_row0_adapters={"embeddings.token_type_embeddings.weight": "token_embd.weight"},
 )
 
 
@@ -116,7 +100,6 @@ def default_theta(config: dict, layout: str) -> float:
 
 class JinaV3(Family):
     name = "jina-v3"
-    fixtures = ("jina-v3",)
     layouts = ("original", "hf")
     gguf = GGUF
 
@@ -165,24 +148,3 @@ class JinaV3(Family):
         model = V3Backbone(cfg, add_pooling_layer=False)
         model.load_state_dict(weights, strict=True)
         return model.float().eval()
-
-    def write_fixture(self, name: str, out: Path, *, size: str, layout: str | None, seed: int) -> None:
-        layout = layout or "original"
-        if layout not in self.layouts:
-            raise EmbccError(f"unknown layout {layout!r} for {name}", f"choose one of: {', '.join(self.layouts)}")
-        layers, hidden, heads, inter, vocab = SIZES[size]
-        fixture_tokenizers.write_xlmr_unigram(out, vocab_size=vocab, model_max_length=8194)
-        dims = [d for d in (32, 64, 128, 256, 512, 768, 1024) if d <= hidden]
-        cfg = JinaEmbeddingsV3Config(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers,
-                                     num_attention_heads=heads, intermediate_size=inter)
-        weights, lora = layouts.random_weights(cfg, TASKS, rank=4, seed=seed)
-        if layout == "original":
-            config = layouts.original_config(cfg, TASKS, INSTRUCTIONS, dims)
-            tensors = layouts.to_original(weights, lora)
-        else:
-            config = layouts.hf_config(cfg, TASKS, INSTRUCTIONS, dims)
-            tensors = layouts.to_original(weights, None)
-            layouts.write_peft_adapters(out, weights, lora, alpha=config["lora_alpha"], rank=config["lora_rank"])
-        save_fixture_weights({k: v.to(torch.bfloat16) for k, v in tensors.items()}, out)
-        write_json(out / "config.json", config)
-        layouts.write_sentence_transformers(out, hidden, INSTRUCTIONS)

@@ -22,10 +22,11 @@ from typing import Any, ClassVar
 import torch
 from transformers import EuroBertConfig, EuroBertModel, Qwen3Config, Qwen3Model
 
-from embcc.errors import EmbccError
-from embcc.export.gguf_table import Cfg, GgufTable
+from embcc.core.bundle import Bundle
+from embcc.core.errors import EmbccError
+from embcc.core.gguf_facts import Cfg, GgufFacts
+from embcc.core.spec import ModelSpec, Task
 from embcc.families.base import (
-    Bundle,
     Family,
     check_tensors,
     hash_checkpoint,
@@ -35,7 +36,6 @@ from embcc.families.base import (
     weight_files,
 )
 from embcc.families.peft_adapters import check_lora, read_peft_folders
-from embcc.modelspec import ModelSpec, Task
 
 TASKS = ["retrieval", "text-matching", "classification", "clustering"]  # the paper's names; ids follow the file
 PROMPTS = {"query": "Query: ", "document": "Document: "}
@@ -90,19 +90,8 @@ NANO = Variant("nano", EuroBertConfig, V5NanoBackbone, EuroBertModel, 1_000_000.
                "eurobert", "jina-v5-nano")
 VARIANTS = {"small": SMALL, "nano": NANO}
 
-# llama.cpp's tables (SPEC.md section 3): small as `qwen3` (causal, q/k norms, tied embeddings: no output.weight
-# needed for embeddings), nano as `eurobert` (bidirectional). Names as llama.cpp's converter writes them.
-_BLOCK = {
-    "blk.{bid}.attn_norm.weight": "layers.{bid}.input_layernorm.weight",
-    "blk.{bid}.attn_q.weight": "layers.{bid}.self_attn.q_proj.weight",
-    "blk.{bid}.attn_k.weight": "layers.{bid}.self_attn.k_proj.weight",
-    "blk.{bid}.attn_v.weight": "layers.{bid}.self_attn.v_proj.weight",
-    "blk.{bid}.attn_output.weight": "layers.{bid}.self_attn.o_proj.weight",
-    "blk.{bid}.ffn_norm.weight": "layers.{bid}.post_attention_layernorm.weight",
-    "blk.{bid}.ffn_gate.weight": "layers.{bid}.mlp.gate_proj.weight",
-    "blk.{bid}.ffn_up.weight": "layers.{bid}.mlp.up_proj.weight",
-    "blk.{bid}.ffn_down.weight": "layers.{bid}.mlp.down_proj.weight",
-}
+# llama.cpp's archs (SPEC.md section 3): small as `qwen3` (causal, q/k norms, tied embeddings: no output.weight
+# needed for embeddings), nano as `eurobert` (bidirectional). gguf-py's name map knows every tensor name of both.
 _HPARAMS = {
     "block_count": Cfg("num_hidden_layers"), "embedding_length": Cfg("hidden_size"),
     "feed_forward_length": Cfg("intermediate_size"), "attention.head_count": Cfg("num_attention_heads"),
@@ -117,28 +106,12 @@ def _head_dim(config: dict) -> int:
     return int(config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"])
 
 
-GGUF_SMALL = GgufTable(
-    arch=SMALL.gguf_arch, causal=True, tokenizer="gpt2", pre_tokenizer=SMALL.gguf_pre,
-    tensors={"token_embd.weight": "embed_tokens.weight", "output_norm.weight": "norm.weight", **_BLOCK,
-             "blk.{bid}.attn_q_norm.weight": "layers.{bid}.self_attn.q_norm.weight",
-             "blk.{bid}.attn_k_norm.weight": "layers.{bid}.self_attn.k_norm.weight"},
-    hparams=_HPARAMS,
-)
-GGUF_NANO = GgufTable(
-    arch=NANO.gguf_arch, causal=False, tokenizer="gpt2", pre_tokenizer=NANO.gguf_pre,
-    tensors={"token_embd.weight": "embed_tokens.weight", "output_norm.weight": "norm.weight", **_BLOCK},
-    hparams=_HPARAMS,
-)
-GGUF_TABLES = {"small": GGUF_SMALL, "nano": GGUF_NANO}
-
-# fixture shapes: layers, hidden, heads, kv heads, head_dim, intermediate, embedding rows, BPE vocabulary
-SIZES = {
-    ("small", "full"): (28, 1024, 16, 8, 128, 3072, 151936, 151643),  # Qwen3-0.6B
-    ("small", "tiny"): (2, 256, 4, 2, 64, 512, 4096, 4000),
-    ("nano", "full"): (12, 768, 12, 12, 64, 3072, 128256, 128000),  # EuroBERT-210m
-    ("nano", "tiny"): (2, 256, 4, 4, 64, 512, 4096, 3840),
+GGUF_FACTS = {
+    "small": GgufFacts(arch=SMALL.gguf_arch, causal=True, tokenizer="gpt2", pre_tokenizer=SMALL.gguf_pre,
+                       hparams=_HPARAMS),
+    "nano": GgufFacts(arch=NANO.gguf_arch, causal=False, tokenizer="gpt2", pre_tokenizer=NANO.gguf_pre,
+                      hparams=_HPARAMS),
 }
-
 
 def variant_of(config: dict, path: Path) -> Variant:
     """small (Qwen3's config) or nano (EuroBERT's), from the config's own keys, else from the tensors."""
@@ -216,7 +189,6 @@ def tasks_with_roles(names: list[str], prompts: dict[str, str], default: str) ->
 
 class JinaV5(Family):
     name = "jina-v5"
-    fixtures = ("jina-v5-small", "jina-v5-nano")
     layouts = ("base", "premerged")
 
     @classmethod
@@ -262,16 +234,11 @@ class JinaV5(Family):
         layout = "base" if lora is not None else "premerged"
         return Bundle(self, path, layout, config, spec, weights, lora, tokenizer_files(path), hash_checkpoint(path))
 
-    def gguf_table(self, bundle: Bundle) -> GgufTable:
-        return GGUF_TABLES[variant_of(bundle.config, bundle.path).size]
+    def gguf_facts(self, bundle: Bundle) -> GgufFacts:
+        return GGUF_FACTS[variant_of(bundle.config, bundle.path).size]
 
     def backbone(self, bundle: Bundle, weights: dict[str, torch.Tensor], rope_theta: float | None = None) -> torch.nn.Module:
         variant = variant_of(bundle.config, bundle.path)
         model = variant.backbone(native_config(bundle.config, variant, rope_theta))
         model.load_state_dict(weights, strict=True)
         return model.float().eval()
-
-    def write_fixture(self, name: str, out: Path, *, size: str, layout: str | None, seed: int) -> None:
-        from embcc.families import jina_v5_fixture
-
-        jina_v5_fixture.write(VARIANTS[name.rsplit("-", 1)[1]], out, size=size, layout=layout or "base", seed=seed)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from embcc.errors import EmbccError
-from embcc.export.lora import LoraSet, LoraWeights
+from embcc.core.errors import EmbccError
+from embcc.core.lora import LoraSet, LoraWeights
 
 ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
 UNSAFE_ADAPTER_WEIGHTS = ("adapter_model.bin",)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from embcc.errors import EmbccError
+from embcc.core.errors import EmbccError
 from embcc.runtimes.base import Embedder
 
 ONNX_FORMS = ("model.ort.onnx", "model.onnx")  # ONNX Runtime's own form first, where an artifact has one

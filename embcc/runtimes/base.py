@@ -1,21 +1,19 @@
-"""The one Embedder interface, and the steps every runtime shares.
+"""The one Embedder interface every runtime implements.
 
-Prefixing, tokenisation (from the artifact's own tokenizer.json), truncation, padding, pooling of token states
-when a graph returns only those, Matryoshka truncation and L2 normalisation live here, once, so the torch
-reference and every artifact runtime do them the same way.
+Preprocessing (runtimes/preprocess.py) is shared; pooling of token states when a graph returns only those,
+Matryoshka truncation and L2 normalisation live here, once, so every artifact runtime does them the same way.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
 
-from embcc.errors import EmbccError
-from embcc.modelspec import ModelSpec, Task
+from embcc.core.spec import ModelSpec, Task
+from embcc.runtimes.preprocess import Preprocessor, batches, texts_list
 
 
 def pool_numpy(states: np.ndarray, mask: np.ndarray, pooling: str) -> np.ndarray:
@@ -36,26 +34,6 @@ def normalize(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
 
 
-ATTENTION_BUDGET = 2 * 4096 * 4096  # batch x longest^2: bounds the attention matrices a batch materialises
-
-
-def batches(ids: list[list[int]], batch_size: int) -> list[list[list[int]]]:
-    """Consecutive texts, in input order, at most `batch_size` per batch and within the attention budget."""
-    out: list[list[list[int]]] = []
-    cur: list[list[int]] = []
-    longest = 0
-    for row in ids:
-        n = max(longest, len(row))
-        if cur and (len(cur) >= batch_size or (len(cur) + 1) * n * n > ATTENTION_BUDGET):
-            out.append(cur)
-            cur, n = [], len(row)
-        cur.append(row)
-        longest = n
-    if cur:
-        out.append(cur)
-    return out
-
-
 class Embedder(ABC):
     """encode(texts, task=..., dim=...) -> float32 [N, dim], L2-normalised."""
 
@@ -63,53 +41,26 @@ class Embedder(ABC):
 
     def __init__(self, spec: ModelSpec, tokenizer_json: Path, max_length: int | None = None):
         self.spec = spec
-        self.max_length = min(max_length or spec.max_length, spec.max_length)
-        if not Path(tokenizer_json).is_file():
-            raise EmbccError(f"{tokenizer_json} is missing", "the artifact is incomplete; export it again")
-        self.tokenizer = Tokenizer.from_file(str(tokenizer_json))
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(self.max_length)
-        self.pad_id = self._pad_id()
+        self.pre = Preprocessor(spec, tokenizer_json, max_length)
+        self.max_length = self.pre.max_length
+        self.tokenizer = self.pre.tokenizer
+        self.pad_id = self.pre.pad_id
 
     def prefixed(self, texts: Sequence[str], task: str | None, role: str | None = None) -> tuple[list[str], Task | None]:
-        """Texts with their task's prefix; `role` (v5: query | document) defaults to the artifact's role."""
-        if isinstance(texts, str):
-            raise EmbccError("encode() takes a list of texts, not one string", "wrap the text in a list")
-        t = self.spec.task_by_name(task)
-        role = role if role is not None else self.spec.role
-        if t is None:
-            if role is not None:
-                raise EmbccError(f"{self.spec.family} inputs have no roles, but role {role!r} was given", "leave out role")
-            return list(texts), None
-        prefix = t.prefix_for(role)
-        return [prefix + x for x in texts], t
+        return self.pre.prefixed(texts, task, role)
 
     def token_ids(self, texts: Sequence[str], task: str | None = None, role: str | None = None) -> list[list[int]]:
         """The ids the model sees for each text (prefix, special tokens, truncation included)."""
-        full, _ = self.prefixed(texts, task, role)
-        return [e.ids for e in self.tokenizer.encode_batch(full)]
+        return self.pre.token_ids(texts, task, role)
 
     def batch(self, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-        """Right-padded int64 input_ids and attention_mask."""
-        width = max(2, max(len(x) for x in ids))
-        input_ids = np.full((len(ids), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(ids), width), dtype=np.int64)
-        for i, row in enumerate(ids):
-            input_ids[i, : len(row)] = row
-            mask[i, : len(row)] = 1
-        return input_ids, mask
-
-    def _pad_id(self) -> int:
-        for tok in ("<pad>", "[PAD]", "<|endoftext|>"):
-            i = self.tokenizer.token_to_id(tok)
-            if i is not None:
-                return i
-        return 0
+        return self.pre.pad(ids)
 
     def encode(
-        self, texts: Sequence[str], task: str | None = None, dim: int | None = None, batch_size: int = 16,
+        self, texts: Iterable[str], task: str | None = None, dim: int | None = None, batch_size: int = 16,
         role: str | None = None,
     ) -> np.ndarray:
+        texts = texts_list(texts)
         dim = self.spec.check_dim(dim)
         if len(texts) == 0:
             return np.zeros((0, dim), dtype=np.float32)

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from embcc.errors import EmbccError
-from embcc.modelspec import ModelSpec
+from embcc.core.errors import EmbccError
+from embcc.core.spec import ModelSpec
 from embcc.runtimes.base import Embedder
 
-INSTALL_FIX = "reinstall with scripts/install, which builds llama.cpp portably (README: llama.cpp build)"
+INSTALL_FIX = "reinstall with scripts/install, which builds llama.cpp for this CPU with AMX off (README: llama.cpp build)"
 NATIVE_OK = "EMBCC_LLAMA_CPP_NATIVE"  # =1: accept a native build with AMX (on a host known to run AMX)
 _checked = False
 
@@ -48,17 +48,41 @@ def build_features(llama_cpp) -> dict[str, str]:
     return out
 
 
-def check_build(features: dict[str, str]) -> None:
-    """Refuse a llama.cpp compiled with AMX: on a host that reports AMX but whose hypervisor cannot run it,
-    every quantized GGUF crashes at the first decode (ggml_backend_amx_mul_mat; ggml-org/llama.cpp#20824).
-    pip compiles llama-cpp-python with GGML_NATIVE=ON and caches the wheel, so such a build can arrive from
-    an earlier install on the same machine."""
-    amx = sorted(k for k, v in features.items() if k.startswith("AMX") and v == "1")
+# llama.cpp's CPU feature names (llama_print_system_info) -> the /proc/cpuinfo flag each needs
+CPU_FLAGS = {"SSE3": "pni", "SSSE3": "ssse3", "AVX": "avx", "AVX2": "avx2", "F16C": "f16c", "FMA": "fma",
+             "BMI2": "bmi2", "AVX_VNNI": "avx_vnni", "AVX512": "avx512f", "AVX512_VBMI": "avx512vbmi",
+             "AVX512_VNNI": "avx512_vnni", "AVX512_BF16": "avx512_bf16", "AMX_INT8": "amx_int8"}
+
+
+def host_cpu_flags() -> set[str] | None:
+    """This CPU's flags from /proc/cpuinfo (None where there is no such file)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def check_build(features: dict[str, str], host: set[str] | None = None) -> None:
+    """Refuse a llama.cpp that cannot run here. AMX: on a host that reports AMX but whose hypervisor cannot run
+    it, every quantized GGUF crashes at the first decode (ggml_backend_amx_mul_mat; ggml-org/llama.cpp#20824).
+    A feature this CPU lacks: SIGILL. pip compiles llama-cpp-python with GGML_NATIVE=ON and caches the wheel, so
+    such a build can arrive from an earlier install, or from another host."""
+    on = sorted(k for k, v in features.items() if v == "1")
+    amx = [k for k in on if k.startswith("AMX")]
     if amx and os.environ.get(NATIVE_OK) != "1":
         raise EmbccError(
             f"the installed llama-cpp-python was compiled natively with {amx[0]}, which crashes quantized GGUF "
             "files on hosts whose hypervisor cannot run AMX",
             f"{INSTALL_FIX}; or set {NATIVE_OK}=1 on a host where AMX is known to run")
+    host = host_cpu_flags() if host is None else host
+    if host:
+        lacking = [k for k in on if k in CPU_FLAGS and not k.startswith("AMX") and CPU_FLAGS[k] not in host]
+        if lacking:
+            raise EmbccError(f"the installed llama-cpp-python was compiled for {lacking[0]}, which this CPU lacks "
+                             "(llama.cpp would die with SIGILL)", INSTALL_FIX)
 
 
 @contextlib.contextmanager

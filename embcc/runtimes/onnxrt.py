@@ -8,8 +8,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from embcc.errors import EmbccError
-from embcc.modelspec import ModelSpec
+from embcc.core.errors import EmbccError
+from embcc.core.spec import ModelSpec
 from embcc.runtimes.base import Embedder, pool_numpy
 
 

@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from embcc.errors import EmbccError
+from embcc.core.errors import EmbccError
 
 SPEC_FILE = "embcc.json"
 

@@ -1,4 +1,9 @@
-"""The PyTorch reference: the family's float32 backbone with the task's adapter merged, SDPA attention."""
+"""embcc's own adapted model, run in torch behind the Embedder interface (the graph the ONNX format traces).
+
+This is NOT the reference `embcc verify` compares against (that is embcc.reference, which shares no code with
+the export path): it is what the export path itself computes, for tests of the export step (keep against merge,
+traced graph against its torch source) and for calibration experiments.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,14 @@ import dataclasses
 import numpy as np
 import torch
 
-from embcc.export.graph import EmbeddingGraph, adapt
-from embcc.families.base import Bundle
+from embcc.core.adapted import adapt
+from embcc.core.bundle import Bundle
+from embcc.export.graph import EmbeddingGraph, build_graph
 from embcc.runtimes.base import Embedder
 
 
 class TorchEmbedder(Embedder):
-    runtime = "torch"
+    runtime = "torch (embcc's adapted graph)"
 
     def __init__(self, bundle: Bundle, *, rope_theta: float | None = None, max_length: int | None = None,
                  task: str | None = None):
@@ -21,9 +27,7 @@ class TorchEmbedder(Embedder):
         theta = rope_theta if rope_theta is not None else bundle.spec.rope_theta
         spec = dataclasses.replace(bundle.spec, rope_theta=theta)
         if task is not None and bundle.lora is None and spec.task is not None:
-            from embcc.export.graph import resolve_tasks
-
-            spec = dataclasses.replace(spec, task=resolve_tasks(bundle, task)[0])
+            spec = dataclasses.replace(spec, task=task)
         super().__init__(spec, bundle.path / "tokenizer.json", max_length)
         self.bundle = bundle
         self._graph: EmbeddingGraph | None = None
@@ -35,7 +39,8 @@ class TorchEmbedder(Embedder):
             self._graph = None
             task = None if task_id is None else self.spec.tasks[task_id].name
             lora = "merge" if self.bundle.lora is not None else None
-            self._graph, _ = adapt(self.bundle, task=task, lora=lora, rope_theta=self.spec.rope_theta)
+            adapted = adapt(self.bundle, task=task, lora=lora, rope_theta=self.spec.rope_theta)
+            self._graph = build_graph(adapted)
             self._graph_task = task_id
         return self._graph
 

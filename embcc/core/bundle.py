@@ -1,0 +1,37 @@
+"""A loaded checkpoint, as every later stage sees it: weights under the backbone's own names, adapters, spec,
+tokenizer files, and the family that loaded it (reached only through the small protocol below)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from embcc.core.lora import LoraSet
+from embcc.core.spec import ModelSpec
+
+
+class FamilyFacts(Protocol):
+    """What later stages may ask of the family that loaded a bundle (families/base.py implements it)."""
+
+    name: str
+
+    def backbone(self, bundle: Bundle, weights: dict[str, torch.Tensor],
+                 rope_theta: float | None = None) -> torch.nn.Module: ...
+
+    def gguf_facts(self, bundle: Bundle) -> Any: ...
+
+
+@dataclass
+class Bundle:
+    family: FamilyFacts
+    path: Path
+    layout: str
+    config: dict
+    spec: ModelSpec
+    weights: dict[str, torch.Tensor]
+    lora: LoraSet | None = None
+    tokenizer_files: list[Path] = field(default_factory=list)
+    source_sha256: str = ""
