@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import weakref
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,3 +195,75 @@ def versions() -> dict[str, str]:
     import transformers
 
     return {"transformers": transformers.__version__, "peft": peft.__version__, "torch": torch.__version__}
+
+
+# ---- loading through transformers and PEFT, refusing what they would only warn about ---------------------------
+
+
+@contextmanager
+def quiet_progress() -> Iterator[None]:
+    """No per-load progress bar from transformers (restored afterwards)."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
+def from_pretrained(model_class: type, path: Path, cfg: Any, ckpt: Path,
+                    ignore_missing: tuple[str, ...] = ()) -> tuple[torch.nn.Module, list[str]]:
+    """`model_class.from_pretrained(path, config=cfg)` in float32 with SDPA; (model, unexpected keys).
+
+    transformers fills missing weights with random values and only warns: the reference refuses instead.
+    """
+    try:
+        with quiet_progress():
+            model, info = model_class.from_pretrained(str(path), config=cfg, attn_implementation="sdpa",
+                                                      dtype=torch.float32, output_loading_info=True)
+    except (OSError, RuntimeError, ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise EmbccError(f"transformers could not load {ckpt} as {model_class.__name__} ({first})",
+                         "the weights do not match config.json or the published layout; re-download the checkpoint") from e
+    missing = sorted(k for k in info.get("missing_keys") or [] if not k.startswith(ignore_missing))
+    mismatched = [str(m) for m in info.get("mismatched_keys") or []]
+    if missing or mismatched:
+        what = ", ".join((missing or mismatched)[:3])
+        raise EmbccError(f"{ckpt}: transformers could not fill {len(missing) + len(mismatched)} weights of "
+                         f"{model_class.__name__} ({what})",
+                         "the weights do not match config.json or the published layout; re-download the checkpoint")
+    return model.eval(), sorted(info.get("unexpected_keys") or [])
+
+
+def load_peft(model: torch.nn.Module, folders: dict[str, Path], names: dict[str, str]) -> torch.nn.Module:
+    """PeftModel.from_pretrained on the first task's folder, load_adapter for the rest; unmerged, eval.
+
+    PEFT leaves an adapter module whose weights the file lacks at its initial value (lora_B = 0: a silent
+    no-op) and skips file tensors for modules the model lacks, warning only: both are refused here.
+    """
+    from peft import PeftModel
+    from peft.utils import get_peft_model_state_dict, load_peft_weights
+
+    peft = None
+    for task, folder in folders.items():
+        try:
+            if peft is None:
+                peft = PeftModel.from_pretrained(model, str(folder), adapter_name=names[task])
+            else:
+                peft.load_adapter(str(folder), adapter_name=names[task])
+            have = set(load_peft_weights(str(folder), device="cpu"))
+        except (OSError, RuntimeError, ValueError, KeyError, TypeError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise EmbccError(f"PEFT could not load the adapter of task {task} from {folder} ({first})",
+                             "the adapter belongs to another model or is corrupt; re-download it") from e
+        want = set(get_peft_model_state_dict(peft, adapter_name=names[task], save_embedding_layers=False))
+        missing, unexpected = sorted(want - have), sorted(have - want)
+        if missing or unexpected:
+            what = f"missing {missing[:2]}" if missing else f"for modules the model lacks {unexpected[:2]}"
+            raise EmbccError(f"{folder}: adapter tensors {what}",
+                             "the adapter belongs to another model or is incomplete; re-download it")
+    assert peft is not None
+    return peft.eval()

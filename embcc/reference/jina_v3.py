@@ -31,6 +31,8 @@ from embcc.core.errors import EmbccError
 from embcc.reference.base import ReferenceBase
 from embcc.reference.common import (
     Scratch,
+    from_pretrained,
+    load_peft,
     read_json,
     read_optional_json,
     read_pooling,
@@ -257,7 +259,6 @@ class V3Reference(ReferenceBase):
     family = "jina-embeddings-v3"
 
     def __init__(self, ckpt: Path, config: dict, layout: str, rope_theta: float | None):
-        from peft import PeftModel
         from transformers import JinaEmbeddingsV3Config, JinaEmbeddingsV3Model
 
         super().__init__(ckpt, config, read_pooling(ckpt, "mean"))
@@ -283,10 +284,9 @@ class V3Reference(ReferenceBase):
             cfg = JinaEmbeddingsV3Config.from_pretrained(str(model_dir))
             if rope_theta is not None:
                 cfg.rope_parameters = {**(cfg.rope_parameters or {"rope_type": "default"}), "rope_theta": float(rope_theta)}
-            model, info = JinaEmbeddingsV3Model.from_pretrained(
-                str(model_dir), config=cfg, attn_implementation="sdpa", dtype=torch.float32, output_loading_info=True)
-            _check_loading(info, ckpt)
-            self.unexpected = sorted(info.get("unexpected_keys") or [])
+            # the pooler is built and loaded as transformers does (add_pooling_layer=True) and never used
+            model, self.unexpected = from_pretrained(JinaEmbeddingsV3Model, model_dir, cfg, ckpt,
+                                                     ignore_missing=("pooler.",))
             if layout == "original":
                 if stacked:
                     rank, alpha = int(config.get("lora_rank", 4)), float(config.get("lora_alpha", 1))
@@ -302,13 +302,9 @@ class V3Reference(ReferenceBase):
             self.dim = int(cfg.hidden_size)
             self.theta = float(cfg.rope_parameters["rope_theta"])
             self.folders = folders
-            self.model: torch.nn.Module = model.eval()
+            self.model: torch.nn.Module = model
             if folders:
-                first, *rest = tasks
-                peft = PeftModel.from_pretrained(model, str(folders[first]), adapter_name=_adapter_name(first))
-                for task in rest:
-                    peft.load_adapter(str(folders[task]), adapter_name=_adapter_name(task))
-                self.model = peft.eval()
+                self.model = load_peft(model, folders, {t: _adapter_name(t) for t in tasks})
             self.instructions, self.prompt_source = _instructions(ckpt, config, tasks)
         except BaseException:
             self._release()
@@ -354,16 +350,6 @@ class V3Reference(ReferenceBase):
         self.model = None  # type: ignore[assignment]
         if self.scratch is not None:
             self.scratch.close()
-
-
-def _check_loading(info: dict, ckpt: Path) -> None:
-    """transformers fills missing weights with random ones and only warns: the reference refuses instead."""
-    missing = sorted(k for k in info.get("missing_keys") or [] if not k.startswith("pooler."))
-    mismatched = info.get("mismatched_keys") or []
-    if missing or mismatched:
-        what = missing[:3] if missing else [str(m) for m in list(mismatched)[:3]]
-        raise EmbccError(f"{ckpt}: transformers could not fill {len(missing) + len(mismatched)} weights ({', '.join(what)})",
-                         "the weights do not match config.json or the published layout; re-download the checkpoint")
 
 
 def _instructions(ckpt: Path, config: dict, tasks: list[str]) -> tuple[dict[str, str], str]:

@@ -19,7 +19,14 @@ import torch
 
 from embcc.core.errors import EmbccError
 from embcc.reference.base import ReferenceBase
-from embcc.reference.common import read_optional_json, read_pooling, tensor_names, versions
+from embcc.reference.common import (
+    from_pretrained,
+    load_peft,
+    read_optional_json,
+    read_pooling,
+    tensor_names,
+    versions,
+)
 
 TASKS = ["retrieval", "text-matching", "classification", "clustering"]  # used only when config.json has none
 QUERY_TASKS = ("retrieval",)  # tasks whose inputs can be queries; every other task takes documents
@@ -54,13 +61,7 @@ class V5Reference(ReferenceBase):
         if rope_theta is not None:
             cfg.rope_parameters = {**(cfg.rope_parameters or {"rope_type": "default"}), "rope_theta": float(rope_theta)}
         self.theta = float(cfg.rope_parameters["rope_theta"])
-        model, info = model_class.from_pretrained(str(ckpt), config=cfg, attn_implementation="sdpa",
-                                                  dtype=torch.float32, output_loading_info=True)
-        missing = sorted(info.get("missing_keys") or [])
-        if missing or info.get("mismatched_keys"):
-            raise EmbccError(f"{ckpt}: transformers could not fill the weights {', '.join(missing[:3]) or 'of some shapes'}",
-                             "the weights do not match config.json or the published layout; re-download the checkpoint")
-        self.unexpected = sorted(info.get("unexpected_keys") or [])
+        model, self.unexpected = from_pretrained(model_class, ckpt, cfg, ckpt)
         self.dim = int(cfg.hidden_size)
         names = config.get("task_names") or TASKS
         if not isinstance(names, list) or len(set(names)) != len(names) or not all(isinstance(n, str) and n for n in names):
@@ -68,21 +69,15 @@ class V5Reference(ReferenceBase):
         self.tasks = list(names)
         self.roles = {t: (["query", "document"] if t in QUERY_TASKS else ["document"]) for t in self.tasks}
         self.prompts, self.default_role, self.prompt_source = _prompts(ckpt)
-        self.model: torch.nn.Module = model.eval()
+        self.model: torch.nn.Module = model
         self.premerged = not (ckpt / "adapters").is_dir()
         if not self.premerged:
-            from peft import PeftModel
-
             folders = {t: ckpt / "adapters" / t for t in self.tasks}
             for t, folder in folders.items():
                 if not (folder / "adapter_config.json").is_file() or not (folder / "adapter_model.safetensors").is_file():
                     raise EmbccError(f"{folder} has no adapter_config.json + adapter_model.safetensors for task {t}",
                                      "copy every adapter published with the model (safetensors only)")
-            first, *rest = self.tasks
-            peft = PeftModel.from_pretrained(model, str(folders[first]), adapter_name=_adapter_name(first))
-            for t in rest:
-                peft.load_adapter(str(folders[t]), adapter_name=_adapter_name(t))
-            self.model = peft.eval()
+            self.model = load_peft(model, folders, {t: _adapter_name(t) for t in self.tasks})
 
     def _check(self, task: str | None, role: str | None) -> str | None:
         if task is None:
