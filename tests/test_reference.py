@@ -27,7 +27,7 @@ import embcc.reference.jina_v5 as ref_v5
 from embcc.core.errors import EmbccError
 from embcc.families import write_fixture
 from embcc.probes import PROBES
-from embcc.reference import detect, reference_for
+from embcc.reference import Reference, detect, reference_for
 
 MAX_ABS, MIN_COS = 5e-6, 0.999999
 MAX_LENGTH = 512
@@ -209,6 +209,24 @@ def test_pooler_and_its_adapter_are_ignored(ckpt: dict[str, Path], tmp_path: Pat
     save_file(tensors, str(changed / "model.safetensors"), metadata={"format": "pt"})
     with reference_for(ckpt["v3"]) as a, reference_for(changed) as b:
         for task in ("retrieval.query", "text-matching"):
+            assert np.array_equal(a.encode(TEXTS[:8], task=task, max_length=MAX_LENGTH),
+                                  b.encode(TEXTS[:8], task=task, max_length=MAX_LENGTH))
+
+
+def test_sharded_original_layout_loads_the_same(ckpt: dict[str, Path], tmp_path: Path) -> None:
+    sharded = shutil.copytree(ckpt["v3"], tmp_path / "v3-sharded")
+    tensors = load_file(str(sharded / "model.safetensors"))
+    (sharded / "model.safetensors").unlink()
+    keys = sorted(tensors)
+    weight_map = {}
+    for i, part in enumerate((keys[: len(keys) // 2], keys[len(keys) // 2 :])):
+        name = f"model-{i + 1:05d}-of-00002.safetensors"
+        save_file({k: tensors[k] for k in part}, str(sharded / name), metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(part, name))
+    (sharded / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    with reference_for(ckpt["v3"]) as a, reference_for(sharded) as b:
+        assert isinstance(b, Reference)
+        for task in ("retrieval.passage", "classification"):
             assert np.array_equal(a.encode(TEXTS[:8], task=task, max_length=MAX_LENGTH),
                                   b.encode(TEXTS[:8], task=task, max_length=MAX_LENGTH))
 

@@ -12,9 +12,10 @@
   the fused Wqkv adapter becomes q/k/v adapters sharing A, B split by rows; r = lora_rank, alpha = lora_alpha,
   so PEFT scales by alpha / r as Jina's parametrization does). Then the same PEFT path as -hf.
 
-Prompts: config.json `task_instructions` (else config_sentence_transformers.json `prompts`). Pooling from
-modules.json / 1_Pooling (mean), then L2. task=None runs the base weights without a prompt (adapters disabled),
-as Jina's own code does without a task. The pooler and its adapter are loaded (as transformers does) and unused.
+Prompts: config.json `task_instructions` (else config_sentence_transformers.json `prompts`, else the model
+card's). Pooling from modules.json / 1_Pooling (mean), then L2. task=None runs the base weights without a prompt
+(adapters disabled), as Jina's own code does without a task. The pooler and its adapter are loaded (as
+transformers does) and unused.
 """
 
 from __future__ import annotations
@@ -41,6 +42,12 @@ from embcc.reference.common import (
 )
 
 TASKS = ["retrieval.query", "retrieval.passage", "separation", "classification", "text-matching"]
+# the model card's instructions, used only when the checkpoint names none (config.json task_instructions or
+# config_sentence_transformers.json prompts)
+MODEL_CARD_INSTRUCTIONS = {
+    "retrieval.query": "Represent the query for retrieving evidence documents: ",
+    "retrieval.passage": "Represent the document for retrieval: ",
+}
 PARAM = ".parametrizations.weight.original"
 LORA = re.compile(r"^(?P<module>.+)\.parametrizations\.weight\.0\.lora_(?P<ab>[AB])$")
 # Jina's original module path (after `roberta.`) -> JinaEmbeddingsV3Model's, for the adapters only: the base
@@ -360,4 +367,5 @@ def _instructions(ckpt: Path, config: dict, tasks: list[str]) -> tuple[dict[str,
     prompts = st.get("prompts") if isinstance(st, dict) else None
     if isinstance(prompts, dict) and any(t in prompts for t in tasks):
         return {t: str(prompts.get(t) or "") for t in tasks}, "config_sentence_transformers.json prompts"
-    return {t: "" for t in tasks}, "none (the checkpoint names no task instructions)"
+    return ({t: MODEL_CARD_INSTRUCTIONS.get(t, "") for t in tasks},
+            "Jina's model-card instructions (the checkpoint names no task instructions)")
