@@ -10,6 +10,7 @@ package imports nothing from the export path, and that its scratch directory nev
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -211,6 +212,37 @@ def test_pooler_and_its_adapter_are_ignored(ckpt: dict[str, Path], tmp_path: Pat
         for task in ("retrieval.query", "text-matching"):
             assert np.array_equal(a.encode(TEXTS[:8], task=task, max_length=MAX_LENGTH),
                                   b.encode(TEXTS[:8], task=task, max_length=MAX_LENGTH))
+
+
+def _native_names(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Jina's module names -> transformers' JinaEmbeddingsV3Model names (what a native -hf save writes)."""
+    table = [(r"^emb_ln\.", "embeddings.LayerNorm."), (r"^encoder\.layers\.(\d+)\.mixer\.out_proj\.", r"layers.\1.self_attn.o_proj."),
+             (r"^encoder\.layers\.(\d+)\.norm1\.", r"layers.\1.post_attention_layernorm."),
+             (r"^encoder\.layers\.(\d+)\.norm2\.", r"layers.\1.post_mlp_layernorm."),
+             (r"^encoder\.layers\.(\d+)\.mlp\.", r"layers.\1.mlp.")]
+    out = {}
+    for key, value in tensors.items():
+        key = key.removeprefix("roberta.")
+        m = re.match(r"^encoder\.layers\.(\d+)\.mixer\.Wqkv\.(weight|bias)$", key)
+        if m:
+            for name, part in zip(("q_proj", "k_proj", "v_proj"), value.chunk(3, dim=0)):
+                out[f"layers.{m[1]}.self_attn.{name}.{m[2]}"] = part.contiguous()
+            continue
+        for pattern, target in table:
+            key = re.sub(pattern, target, key)
+        out[key] = value
+    return out
+
+
+def test_hf_layout_with_native_weight_names(ckpt: dict[str, Path], tmp_path: Path) -> None:
+    native = shutil.copytree(ckpt["v3-hf"], tmp_path / "v3-hf-native")
+    tensors = _native_names(load_file(str(native / "model.safetensors")))
+    assert "layers.0.self_attn.q_proj.weight" in tensors and "embeddings.LayerNorm.weight" in tensors
+    save_file(tensors, str(native / "model.safetensors"), metadata={"format": "pt"})
+    with reference_for(native) as ref:
+        for task in ("retrieval.query", "text-matching"):
+            got = ref.encode(TEXTS, task=task, max_length=MAX_LENGTH)
+            assert stats(got, impl("v3-hf", ckpt["v3-hf"], task, None))[0] <= MAX_ABS
 
 
 def test_sharded_original_layout_loads_the_same(ckpt: dict[str, Path], tmp_path: Path) -> None:

@@ -271,7 +271,6 @@ class V3Reference(ReferenceBase):
         super().__init__(ckpt, config, read_pooling(ckpt, "mean"))
         self.layout = layout
         self.scratch: Scratch | None = None
-        self.notes: list[str] = []
         try:
             if layout == "original":
                 if config.get("position_embedding_type", "rotary") != "rotary":
@@ -342,6 +341,9 @@ class V3Reference(ReferenceBase):
                     + ", ".join(repr(_adapter_name(t)) for t in self.tasks) + ") per call; task=None disables them"
                     if self.folders else "none (the checkpoint ships no adapters)")
         notes = ["an independent path: transformers + PEFT from the checkpoint's files, no embcc loader"]
+        own = self.config.get("rotary_emb_base")
+        if self.layout == "hf" and own is not None and float(own) != self.theta:
+            notes.append(f"config.json rotary_emb_base {own} is not read by transformers (rope_parameters decides)")
         if self.unexpected:
             notes.append(f"ignored as transformers ignores them: {', '.join(self.unexpected[:6])}"
                          + (" ..." if len(self.unexpected) > 6 else ""))

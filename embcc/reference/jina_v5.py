@@ -57,7 +57,11 @@ class V5Reference(ReferenceBase):
         self.family = f"jina-embeddings-v5-text-{self.size}"
         config_class, model_class = (Qwen3Config, Qwen3Model) if self.size == "small" else (EuroBertConfig, EuroBertModel)
         self.model_class = model_class.__name__
-        cfg = config_class(**{k: v for k, v in config.items() if k not in _NOT_CONFIG})
+        try:
+            cfg = config_class(**{k: v for k, v in config.items() if k not in _NOT_CONFIG})
+        except (TypeError, ValueError) as e:
+            raise EmbccError(f"{ckpt}/config.json is not a valid {config_class.__name__} ({e})",
+                             "repair or re-download config.json") from e
         if rope_theta is not None:
             cfg.rope_parameters = {**(cfg.rope_parameters or {"rope_type": "default"}), "rope_theta": float(rope_theta)}
         self.theta = float(cfg.rope_parameters["rope_theta"])
