@@ -1,4 +1,4 @@
-"""Independent float64 re-implementations of jina-embeddings-v3 and -v2, written from the published layouts.
+"""Independent float64 re-implementations of jina-embeddings-v3 (both layouts), -v2 and -v5, written from the published layouts.
 
 Nothing here comes from embcc (or from transformers' JinaEmbeddingsV3Model): the weights are read straight
 from `model.safetensors` under their published names, and every step of the forward pass is spelled out, so
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -139,15 +140,108 @@ def v3_original_reference(ckpt_dir: str | Path, texts: Sequence[str], task: str 
     config, sd = _read(ckpt_dir)
     tasks = list(config["lora_adaptations"])
     t = None if task is None else tasks.index(task)
-    prefix = "" if task is None else (config.get("task_instructions") or {}).get(task) or ""
     scaling = float(config["lora_alpha"]) / float(config["lora_rank"])
     theta = float(rope_theta if rope_theta is not None else config["rotary_emb_base"])
+
+    def weight(module: str, embedding: bool = False) -> torch.Tensor:
+        return _v3_weight(sd, "roberta." + module, t, scaling, embedding)
+
+    return _v3_encode(ckpt_dir, config, sd, weight, texts, _v3_prefix(config, task), theta, max_length, batch_size)
+
+
+# -hf module names (transformers' JinaEmbeddingsV3Model) -> Jina's original ones, and which third of the fused
+# Wqkv a q/k/v projection is
+_HF_TO_JINA = [
+    (r"^embeddings\.LayerNorm$", "emb_ln", None),
+    (r"^layers\.(\d+)\.self_attn\.q_proj$", r"encoder.layers.\1.mixer.Wqkv", 0),
+    (r"^layers\.(\d+)\.self_attn\.k_proj$", r"encoder.layers.\1.mixer.Wqkv", 1),
+    (r"^layers\.(\d+)\.self_attn\.v_proj$", r"encoder.layers.\1.mixer.Wqkv", 2),
+    (r"^layers\.(\d+)\.self_attn\.o_proj$", r"encoder.layers.\1.mixer.out_proj", None),
+    (r"^layers\.(\d+)\.post_attention_layernorm$", r"encoder.layers.\1.norm1", None),
+    (r"^layers\.(\d+)\.post_mlp_layernorm$", r"encoder.layers.\1.norm2", None),
+    (r"^layers\.(\d+)\.mlp\.(fc1|fc2)$", r"encoder.layers.\1.mlp.\2", None),
+]
+
+
+def _hf_to_jina(module: str) -> tuple[str, int | None]:
+    for pattern, target, part in _HF_TO_JINA:
+        if re.match(pattern, module):
+            return re.sub(pattern, target, module), part
+    return module, None
+
+
+def _jina_names(raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """-hf base weights under Jina's names (`roberta.` prefix, fused Wqkv), whichever names the file uses."""
+    sd: dict[str, torch.Tensor] = {}
+    parts: dict[str, dict[int, torch.Tensor]] = {}
+    for key, value in raw.items():
+        key = key.removeprefix("roberta.")
+        module, _, leaf = key.rpartition(".")
+        jina, part = _hf_to_jina(module)
+        if part is None:
+            sd[f"roberta.{jina}.{leaf}"] = value
+        else:
+            parts.setdefault(f"roberta.{jina}.{leaf}", {})[part] = value
+    for key, p in parts.items():
+        sd[key] = torch.cat([p[0], p[1], p[2]])
+    return sd
+
+
+def v3_hf_reference(ckpt_dir: str | Path, texts: Sequence[str], task: str | None,
+                    rope_theta: float | None = None, *, max_length: int = 8192,
+                    batch_size: int = 1) -> np.ndarray:
+    """float64 jina-embeddings-v3 embeddings from the -hf layout: base weights + the task's PEFT folder.
+
+    The adapter folder is `<ckpt>/<task with . and - as _>/` (adapter_config.json r / lora_alpha,
+    adapter_model.safetensors with PEFT key names); each delta is added to Jina's fused weight it belongs to.
+    RoPE theta: config.json `rope_parameters.rope_theta`, else transformers' default for this model (20000).
+    """
+    ckpt_dir = Path(ckpt_dir)
+    config, raw = _read(ckpt_dir)
+    sd = _jina_names(raw)
+    deltas: dict[str, torch.Tensor] = {}
+    if task is not None:
+        folder = ckpt_dir / task.replace(".", "_").replace("-", "_")
+        acfg = json.loads((folder / "adapter_config.json").read_text())
+        scaling = float(acfg["lora_alpha"]) / float(acfg["r"])
+        ad = {k.removeprefix("base_model.model."): v.to(F64)
+              for k, v in load_file(str(folder / "adapter_model.safetensors")).items()}
+        for key in ad:
+            if key.endswith(".lora_A.weight"):  # Linear: delta = B @ A
+                module = key.removesuffix(".lora_A.weight")
+                delta = ad[module + ".lora_B.weight"] @ ad[key] * scaling
+            elif key.endswith(".lora_embedding_A"):  # Embedding: delta = (B @ A)^T, A [r, vocab], B [dim, r]
+                module = key.removesuffix(".lora_embedding_A")
+                delta = (ad[module + ".lora_embedding_B"] @ ad[key]).T * scaling
+            else:
+                continue
+            jina, part = _hf_to_jina(module)
+            if part is None:
+                deltas[jina] = delta
+            else:
+                h = delta.shape[0]
+                full = deltas.setdefault(jina, torch.zeros(3 * h, delta.shape[1], dtype=F64))
+                full[part * h : (part + 1) * h] = delta
+    rp = config.get("rope_parameters") or {}
+    theta = float(rope_theta if rope_theta is not None else rp.get("rope_theta", 20000.0))
+
+    def weight(module: str, embedding: bool = False) -> torch.Tensor:
+        w = sd[f"roberta.{module}.weight"]
+        return w + deltas[module] if module in deltas else w
+
+    return _v3_encode(ckpt_dir, config, sd, weight, texts, _v3_prefix(config, task), theta, max_length, batch_size)
+
+
+def _v3_prefix(config: dict, task: str | None) -> str:
+    return "" if task is None else (config.get("task_instructions") or {}).get(task) or ""
+
+
+def _v3_encode(ckpt_dir: str | Path, config: dict, sd: dict[str, torch.Tensor], weight: Callable[..., torch.Tensor],
+               texts: Sequence[str], prefix: str, theta: float, max_length: int, batch_size: int) -> np.ndarray:
+    """The v3 forward pass over Jina's module names; `weight(module, embedding)` gives the adapted weight."""
     eps = float(config["layer_norm_eps"])
     heads = int(config["num_attention_heads"])
     p = "roberta."
-
-    def weight(module: str, embedding: bool = False) -> torch.Tensor:
-        return _v3_weight(sd, p + module, t, scaling, embedding)
 
     def bias(module: str) -> torch.Tensor:
         return sd[f"{p}{module}.bias"]
