@@ -33,7 +33,7 @@ def build(checkpoint: Path | None, out: Path, *, rope_theta: float | None = None
         where = out / (f"onnx-{mode}" if mode else "onnx")
         export(checkpoint, where, lora=mode, rope_theta=rope_theta, max_length=max_length, bundle=bundle)
         print(f"exported {where}")
-        report = verify(where, bundle)
+        report = verify(where, checkpoint)
         print(format_table(report))
         ok = ok and report["passed"]
     return ok

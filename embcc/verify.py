@@ -1,23 +1,29 @@
-"""Parity: an artifact's Embedder against the torch reference on the built-in probe set.
+"""Parity: an artifact's runtime against the independent PyTorch reference on the built-in probe set.
 
-The bars are SPEC.md section 4's, per artifact precision. Ranking agreement is the mean overlap of each
-text's 10 nearest neighbours under both, on mean-centred embeddings (random-weight models put every text at
-cosine 0.96-0.98 from every other, so uncentred neighbours would be noise).
+The reference (embcc.reference) is built from the checkpoint's own files by transformers + PEFT (or, for
+JinaBERT, a separate float64 re-implementation) and shares no code with the export path: not the loader, not the
+LoRA merge, not the prefixing or tokenisation. What the user asked for at export (a RoPE base, a role, a max
+length: manifest.json's options) is given to the reference as the user's request; everything else the reference
+reads from the checkpoint itself, so a wrong theta, prefix, pooling or adapter inside the artifact shows up.
+
+Bars: docs/parity-bars.md (SPEC.md section 4), per artifact precision, in BARS below. Ranking agreement is the
+mean overlap of each text's 10 nearest neighbours under both, on mean-centred embeddings (random-weight models
+put every text at cosine 0.96-0.98 from every other, so uncentred neighbours would be noise).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from embcc import __version__
 from embcc.core.bundle import Bundle
+from embcc.core.files import hash_tree
 from embcc.core.spec import ModelSpec
 from embcc.export.artifact import MANIFEST, PARITY
-from embcc.families import load
 from embcc.probes import PROBES
 from embcc.runtimes import onnx_forms, open_artifact
 from embcc.runtimes.base import Embedder
@@ -26,7 +32,7 @@ from embcc.runtimes.base import Embedder
 # heads x L^2 scores, 17 GB for one 32,768-token text even on a tiny v5 fixture (v2/v3 stop at 8,192 anyway).
 VERIFY_MAX_TOKENS = 8192
 
-# precision -> bar: min cosine, max abs diff, mean cosine, ranking agreement (None = not gated)
+# precision -> bar: min cosine, max abs diff, mean cosine, ranking agreement; an empty bar: reported, not gated
 BARS: dict[str, dict[str, float]] = {
     "fp32": {"min_cosine": 0.9999, "max_abs_diff": 1e-4},
     "fp16": {"min_cosine": 0.999},
@@ -39,7 +45,7 @@ BARS: dict[str, dict[str, float]] = {
     "f16": {"min_cosine": 0.999},
 }
 BARS.update({t: {} for t in ("q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k_s", "q3_k_m", "q3_k_l", "q4_k_s",
-                             "q4_k_m", "q5_k_s", "q5_k_m", "q6_k")})  # an empty bar: reported, not gated
+                             "q4_k_m", "q5_k_s", "q5_k_m", "q6_k")})
 
 
 @dataclass
@@ -53,6 +59,11 @@ class TaskParity:
     ranking_agreement: float
     bar: dict
     passed: bool
+    result: str = ""  # "pass" | "FAIL" | "reported (not gated)"
+    graph: str | None = None  # which graph of the artifact (model.onnx, model.ort.onnx ...), where it has several
+    runtime: str = ""
+    finite: bool = True
+    failed: list[str] = field(default_factory=list)  # the bar entries that were missed
 
 
 def ranking_agreement(ref: np.ndarray, got: np.ndarray, k: int = 10) -> float:
@@ -73,73 +84,114 @@ def ranking_agreement(ref: np.ndarray, got: np.ndarray, k: int = 10) -> float:
 
 
 def compare(ref: np.ndarray, got: np.ndarray, bar: dict) -> dict:
+    """Parity figures and the verdict; a non-finite value in the artifact's output fails any bar."""
     ref64, got64 = ref.astype(np.float64), got.astype(np.float64)
-    cos = (ref64 * got64).sum(1) / (np.linalg.norm(ref64, axis=1) * np.linalg.norm(got64, axis=1))
+    finite = bool(np.isfinite(got64).all())
+    got64 = np.nan_to_num(got64, nan=0.0, posinf=0.0, neginf=0.0)
+    norms = np.linalg.norm(ref64, axis=1) * np.linalg.norm(got64, axis=1)
+    cos = (ref64 * got64).sum(1) / np.maximum(norms, 1e-30)
     m = {
         "min_cosine": float(cos.min()),
         "mean_cosine": float(cos.mean()),
         "max_abs_diff": float(np.abs(ref64 - got64).max()),
         "ranking_agreement": ranking_agreement(ref64, got64),
     }
-    passed = all(m[key] <= limit if key == "max_abs_diff" else m[key] >= limit for key, limit in bar.items())
-    return {**m, "passed": passed}
+    failed = [key for key, limit in bar.items() if (m[key] > limit if key == "max_abs_diff" else m[key] < limit)]
+    if not finite:
+        failed.insert(0, "finite")
+    passed = finite and not failed
+    result = "FAIL" if not passed else ("pass" if bar else "reported (not gated)")
+    return {**m, "passed": passed, "finite": finite, "failed": failed, "result": result}
 
 
-def parity(artifact: Embedder, reference: Embedder, *, tasks: list[str | None], bar: dict, name: str,
-           texts: list[str] | None = None, role: str | None = None) -> list[TaskParity]:
+def parity(artifact: Embedder, reference, *, tasks: list[str | None], bar: dict, name: str, max_length: int,
+           texts: list[str] | None = None, role: str | None = None, reference_role: str | None = None,
+           graph: str | None = None) -> list[TaskParity]:
+    """One row per task: `artifact` (its own preprocessing, default role) against `reference` (its own)."""
     texts = PROBES if texts is None else texts
     rows = []
     for task in tasks:
-        ref = reference.encode(texts, task=task, role=role)
+        ref = reference.encode(texts, task=task, role=reference_role, max_length=max_length)
         got = artifact.encode(texts, task=task, role=role)
         m = compare(ref, got, bar)
         rows.append(TaskParity(name, task, len(texts), m["min_cosine"], m["mean_cosine"], m["max_abs_diff"],
-                               m["ranking_agreement"], bar, m["passed"]))
+                               m["ranking_agreement"], bar, m["passed"], m["result"], graph, artifact.runtime,
+                               m["finite"], m["failed"]))
     return rows
 
 
-def verify(artifact_path: str | Path, reference: str | Path | Bundle, *, texts: list[str] | None = None,
-           write: bool = True) -> dict:
-    """Verify every artifact under `artifact_path` against the checkpoint; writes parity.json beside it."""
-    from embcc.export.torch_embedder import TorchEmbedder
-    from embcc.pipeline import artifacts_in
+def _manifest(root: Path, art: Path) -> dict:
+    for where in (art, root):
+        f = where / MANIFEST
+        if f.is_file():
+            return json.loads(f.read_text())
+    return {}
 
-    root = Path(artifact_path)
-    bundle = reference if isinstance(reference, Bundle) else load(reference)
+
+def verify(artifact_path: str | Path, reference: str | Path | Bundle, *, texts: list[str] | None = None,
+           write: bool = True, max_tokens: int = VERIFY_MAX_TOKENS) -> dict:
+    """Verify every artifact under `artifact_path` against the checkpoint `reference`; writes parity.json beside
+    them (parity-<checkpoint sha256[:12]>.json when the checkpoint is not the artifact's source). A loaded Bundle
+    stands for its checkpoint directory: the reference is always built afresh from the files."""
+    from embcc.pipeline import artifacts_in
+    from embcc.reference import reference_for
+
+    root = Path(artifact_path).resolve()
+    checkpoint = Path(reference.path if isinstance(reference, Bundle) else reference).resolve()
+    arts = artifacts_in(root)
+    manifest = _manifest(root, arts[0])
+    options = manifest.get("options", {})
+    reference_sha = hash_tree(checkpoint)
+    is_source = manifest.get("source_sha256") == reference_sha
+    ref = reference_for(checkpoint, rope_theta=options.get("rope_theta"))
     rows: list[TaskParity] = []
     lengths: list[int] = []
-    for art in artifacts_in(root):
-        spec = ModelSpec.read(art)
-        length = min(spec.max_length, VERIFY_MAX_TOKENS)
-        lengths.append(length)
-        ref = TorchEmbedder(bundle, rope_theta=spec.rope_theta, max_length=length, task=spec.task)
-        tasks: list[str | None] = [spec.task] if spec.task is not None else [t.name for t in spec.tasks] or [None]
-        name = str(art.relative_to(root)) if art != root else "."
-        forms = onnx_forms(art)
-        for form in forms or [None]:  # every graph an artifact ships is held to the bar
-            label = f"{name} [{form}]" if len(forms) > 1 else name
-            rows += parity(open_artifact(art, model_file=form, max_length=length), ref, tasks=tasks,
-                           bar=BARS[spec.precision], name=label, texts=texts, role=spec.role)
+    try:
+        for art in arts:
+            spec = ModelSpec.read(art)
+            asked = _manifest(root, art).get("options", {}).get("max_length")
+            length = min(asked or spec.max_length, max_tokens)
+            lengths.append(length)
+            tasks: list[str | None] = [spec.task] if spec.task is not None else [t.name for t in spec.tasks] or [None]
+            name = str(art.relative_to(root)) if art != root else "."
+            forms = onnx_forms(art)
+            for form in forms or [None]:  # every graph an artifact ships is held to the bar
+                embedder = open_artifact(art, model_file=form, max_length=length)
+                rows += parity(embedder, ref, tasks=tasks, bar=BARS[spec.precision], name=name, texts=texts,
+                               max_length=length, reference_role=options.get("role"),
+                               graph=form if len(forms) > 1 else None)
+                if hasattr(embedder, "close"):
+                    embedder.close()
+        described = ref.describe()
+    finally:
+        ref.close()
     notes = {}
     for r in rows:
-        art = root if r.artifact.split(" [")[0] == "." else root / r.artifact.split(" [")[0]
-        if not r.passed and (art / "precision.json").is_file() and r.artifact not in notes:
-            notes[r.artifact] = precision_notes(json.loads((art / "precision.json").read_text()))
-    manifest = root / MANIFEST
-    source = json.loads(manifest.read_text()).get("source_sha256") if manifest.is_file() else None
+        art = root if r.artifact == "." else root / r.artifact
+        label = r.artifact + (f" [{r.graph}]" if r.graph else "")
+        if not r.passed and (art / "precision.json").is_file() and label not in notes:
+            notes[label] = precision_notes(json.loads((art / "precision.json").read_text()))
+    gated = [r for r in rows if r.bar or not r.passed]
     report = {
         "embcc_version": __version__,
-        "reference": str(bundle.path),
-        "reference_sha256": bundle.source_sha256,
-        "reference_is_source": source == bundle.source_sha256,
+        "artifact": str(root),
+        "reference": str(checkpoint),
+        "reference_sha256": reference_sha,
+        "reference_is_source": is_source,
+        "reference_model": described,
+        "runtimes": sorted({r.runtime for r in rows}),
         "probe_texts": len(texts if texts is not None else PROBES),
         "probe_max_tokens": max(lengths),
         "passed": all(r.passed for r in rows),
+        "gated_rows": len(gated),
+        "reported_rows": len(rows) - len(gated),
         "results": [asdict(r) for r in rows],
         "diagnosis": notes,
     }
     if write:
-        (root / PARITY).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        target = root / (PARITY if is_source else f"parity-{reference_sha[:12]}.json")
+        target.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        report["written_to"] = str(target)
     return report
 
 
@@ -157,15 +209,34 @@ def precision_notes(precision: dict) -> list[str]:
 
 
 def format_table(report: dict) -> str:
-    head = f"{'artifact':<22} {'task':<18} {'min cos':>10} {'mean cos':>10} {'max |d|':>9} {'rank@10':>8}  result"
-    lines = [head, "-" * len(head)]
-    for r in report["results"]:
+    rows = report["results"]
+    width = max([len("artifact")] + [len(r["artifact"]) for r in rows])
+    gwidth = max([len("graph")] + [len(r.get("graph") or "-") for r in rows])
+    head = (f"{'artifact':<{width}} {'graph':<{gwidth}} {'task':<18} {'min cos':>10} {'mean cos':>10} {'max |d|':>9} "
+            f"{'rank@10':>8}  result")
+    ref = report.get("reference_model") or {}
+    lines = [f"reference: {ref.get('class', '?')} ({ref.get('library', '?')}; adapters: {ref.get('adapters', '-')})",
+             f"           from {report['reference']}",
+             f"artifact:  {report.get('artifact', '')} run by {', '.join(report.get('runtimes', []))}"]
+    if not report.get("reference_is_source", True):
+        lines.append("NOTE: the reference checkpoint is not the one this artifact was exported from "
+                     "(source sha256 differs); the artifact's own parity.json is left as it was")
+    lines += [head, "-" * len(head)]
+    for r in rows:
+        why = f" ({', '.join(r.get('failed') or [])})" if r.get("failed") else ""
         lines.append(
-            f"{r['artifact']:<22} {r['task'] or '-'!s:<18} {r['min_cosine']:>10.7f} {r['mean_cosine']:>10.7f} "
-            f"{r['max_abs_diff']:>9.2e} {r['ranking_agreement']:>8.3f}  "
-            f"{('pass' if r['passed'] else 'FAIL') if r['bar'] else 'report (not gated)'}"
+            f"{r['artifact']:<{width}} {r.get('graph') or '-':<{gwidth}} {r['task'] or '-'!s:<18} "
+            f"{r['min_cosine']:>10.7f} {r['mean_cosine']:>10.7f} {r['max_abs_diff']:>9.2e} "
+            f"{r['ranking_agreement']:>8.3f}  {r.get('result') or ('pass' if r['passed'] else 'FAIL')}{why}"
         )
     for artifact, notes in report.get("diagnosis", {}).items():
         lines += [f"{artifact}: {n}" for n in notes]
-    lines.append(f"parity: {'PASSED' if report['passed'] else 'FAILED'} ({report['probe_texts']} probe texts per task)")
+    reported = report.get("reported_rows", 0)
+    tail = f"; {reported} row(s) reported, not gated" if reported else ""
+    if report["passed"] and not report.get("gated_rows", 1):
+        verdict = "REPORTED (no bar applies to this precision; nothing gated)"
+    else:
+        verdict = "PASSED" if report["passed"] else "FAILED"
+    lines.append(f"parity: {verdict} ({report['probe_texts']} probe texts per task, up to "
+                 f"{report['probe_max_tokens']} tokens{tail})")
     return "\n".join(lines)

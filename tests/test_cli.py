@@ -28,7 +28,14 @@ def test_cli_verify_exits_1_below_the_bar(tmp_path, capsys):
     assert main(["fixture", "jina-v2-small", str(b), "--seed", "2"]) == 0
     art = tmp_path / "art"
     assert main(["export", str(a), "--out", str(art), "--max-length", "128"]) == 0
+    assert main(["verify", str(art), "--reference", str(a)]) == 0
+    own = (art / "parity.json").read_text()
+    capsys.readouterr()
     assert main(["verify", str(art), "--reference", str(b)]) == 1
-    assert "FAILED" in capsys.readouterr().out
-    report = json.loads((art / "parity.json").read_text())
-    assert not report["passed"] and (art / "model.onnx").is_file()  # the artifact stays
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "not the one this artifact was exported from" in out
+    (other,) = art.glob("parity-*.json")  # named by the other checkpoint's hash; the source's report is kept
+    report = json.loads(other.read_text())
+    assert not report["passed"] and not report["reference_is_source"] and (art / "model.onnx").is_file()
+    assert (art / "parity.json").read_text() == own
+    assert report["reference"] == str(b.resolve())  # absolute, whatever was typed

@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 import embcc.reference.jina_v3 as ref_v3
 import embcc.reference.jina_v5 as ref_v5
 from embcc.core.errors import EmbccError
-from embcc.families import write_fixture
+from embcc.fixtures import write_fixture
 from embcc.probes import PROBES
 from embcc.reference import Reference, detect, reference_for
 
