@@ -13,11 +13,12 @@ from onnx import TensorProto, helper, numpy_helper
 
 from embcc.calibration import corpus, data
 from embcc.calibration.fp16 import SAFE_RANGE, decide
-from embcc.calibration.int8 import ORT_FILE, WEIGHTS
+from embcc.calibration.int8 import PORTABLE_FILE, WEIGHTS
 from embcc.cli import main
 from embcc.core.spec import ModelSpec
 from embcc.pipeline import export
 from embcc.probes import PROBES
+from embcc.runtimes.preprocess import Preprocessor
 from embcc.verify import BARS, format_table, verify
 
 STANDARD_OPS = {"", "ai.onnx"}
@@ -68,7 +69,7 @@ def test_reduced_precision_artifacts_pass_their_bars(name, reduced, ckpts):
 def test_static_int8_ships_a_portable_qdq_graph_and_an_ort_form(reduced):
     for name in ("v3-keep-int8-static", "v2-int8-static"):
         art = reduced[name]
-        portable = onnx.load(str(art / "model.onnx"))
+        portable = onnx.load(str(art / PORTABLE_FILE))
         ops = {n.op_type for n in portable.graph.node}
         assert {n.domain for n in portable.graph.node} <= STANDARD_OPS  # TensorRT 11 reads standard ops only
         assert {"QuantizeLinear", "DequantizeLinear"} <= ops
@@ -91,11 +92,11 @@ def test_static_int8_ships_a_portable_qdq_graph_and_an_ort_form(reduced):
         producers = {n.output[0]: n for n in portable.graph.node}
         assert gathers and producers[table].op_type == "DequantizeLinear"
         # the ONNX Runtime form reads the same weight file and gathers int8 rows first
-        ort_form = onnx.load(str(art / ORT_FILE), load_external_data=False)
+        ort_form = onnx.load(str(art / "model.onnx"), load_external_data=False)
         assert not any(n.op_type == "Gather" and n.input[0] == table for n in ort_form.graph.node)
         locations = {e.value for i in ort_form.graph.initializer for e in i.external_data if e.key == "location"}
         assert locations == {WEIGHTS}
-        assert json.loads((art / "manifest.json").read_text())["files"].keys() >= {"model.onnx", ORT_FILE, WEIGHTS}
+        assert json.loads((art / "manifest.json").read_text())["files"].keys() >= {"model.onnx", PORTABLE_FILE, WEIGHTS}
 
 
 def test_dynamic_int8_is_onnxruntimes_plain_quantize_dynamic(reduced):
@@ -170,7 +171,7 @@ def test_user_calibration_file_json_lines_with_tasks(ckpts, tmp_path, monkeypatc
     assert sorted({int(x["task_id"]) for x in keep}) == [t.id for t in spec.tasks]  # every task id calibrated
     assert sum(x["input_ids"].shape[0] for x in keep) == 2 + 5  # task texts once, the untasked one per task
     query = [t for t in spec.tasks if t.name == "retrieval.query"][0]
-    tok = data._Tokenise(spec, tmp_path / "fp32" / "tokenizer.json")
+    tok = Preprocessor(spec, tmp_path / "fp32" / "tokenizer.json")
     first = next(x for x in keep if int(x["task_id"]) == query.id)
     assert tok.token_ids([rows[0]["text"]], "retrieval.query")[0] in first["input_ids"].tolist() or \
         any(tok.token_ids([rows[0]["text"]], "retrieval.query")[0] == row[: int(m.sum())].tolist()
@@ -239,10 +240,10 @@ def run(capsys, *argv: str) -> tuple[int, str]:
     ("nothing", ["--precision", "int8", "--calibration", "{f}"], ["tokenises to nothing"]),
     ("badjson", ["--precision", "int8", "--calibration", "{f}"], ["not valid JSON"]),
     ("badtask", ["--precision", "int8", "--calibration", "{f}"], ["task 'retrieval.query'", "no tasks"]),
-    ("ok", ["--precision", "int8", "--calibration-method", "kl"], ["unknown calibration method", "minmax"]),
-    ("ok", ["--precision", "int8", "--int8-mode", "weird"], ["--int8-mode", "static or dynamic"]),
-    ("ok", ["--precision", "bf16"], ["cannot hold precision 'bf16'", "fp16"]),
-    ("ok", ["--precision", "int4"], ["cannot hold precision 'int4'"]),
+    ("ok", ["--precision", "int8", "--calibration-method", "kl"], ["--calibration-method: invalid choice: 'kl'", "minmax"]),
+    ("ok", ["--precision", "int8", "--int8-mode", "weird"], ["--int8-mode: invalid choice", "'static', 'dynamic'"]),
+    ("ok", ["--precision", "bf16"], ["--precision: invalid choice: 'bf16'", "fp16"]),
+    ("ok", ["--precision", "int4"], ["--precision: invalid choice: 'int4'"]),
     ("ok", ["--calibration-method", "entropy"], ["applies to --precision fp16 or int8 only"]),
     ("ok", ["--precision", "fp16", "--int8-mode", "static"], ["--int8-mode applies to --precision int8"]),
     ("ok", ["--precision", "int8", "--calibration-max-length", "1"], ["--calibration-max-length 1"]),
@@ -284,3 +285,47 @@ def test_v5_reduced_precision_passes_its_bars(size, lora, precision, v5_ckpts, c
     assert report["passed"], format_table(report)
     assert {r["task"] for r in report["results"]} == (
         {"retrieval"} if lora == "merge" else {"retrieval", "text-matching", "classification", "clustering"})
+
+
+@pytest.mark.parametrize("size", ["small", "nano"])
+def test_v5_int8_dynamic_passes_its_bar(size, v5_ckpts, tmp_path):
+    art = export(v5_ckpts[size], tmp_path / "art", task="text-matching", precision="int8", int8_mode="dynamic",
+                 max_length=1024)
+    report = verify(art, v5_ckpts[size], texts=PROBES[:60], write=False)
+    assert report["passed"], format_table(report)
+    assert json.loads((art / "text-matching" / "precision.json").read_text())["mode"] == "dynamic"
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_entropy_and_percentile_calibration(method, ckpts, tmp_path):
+    """Histogram calibration methods: they run, pass the int8 bar, and give other ranges than minmax (the
+    portable QDQ graph's scales differ), while the ONNX Runtime form does not depend on the ranges at all."""
+    arts = {m: export(ckpts["v2-small"], tmp_path / m, precision="int8", calibration_method=m, max_length=256,
+                      cache_dir=tmp_path / "cache")
+            for m in ("minmax", method)}
+    report = verify(arts[method], ckpts["v2-small"], texts=PROBES[:60], write=False)
+    assert report["passed"], format_table(report)
+    assert json.loads((arts[method] / "precision.json").read_text())["method"] == method
+
+    def activation_scales(art: Path) -> dict[str, float]:
+        model = onnx.load(str(art / PORTABLE_FILE))
+        inits = {i.name: numpy_helper.to_array(i, base_dir=str(art)) for i in model.graph.initializer}
+        return {n.input[1]: float(inits[n.input[1]]) for n in model.graph.node
+                if n.op_type == "QuantizeLinear" and n.input[1] in inits and inits[n.input[1]].size == 1}
+
+    a, b = activation_scales(arts["minmax"]), activation_scales(arts[method])
+    assert a.keys() == b.keys() and any(abs(a[k] - b[k]) > 1e-6 * abs(a[k]) for k in a)
+    assert (arts["minmax"] / "model.onnx").read_bytes() == (arts[method] / "model.onnx").read_bytes()
+
+
+def test_changing_the_calibration_data_changes_only_the_portable_form(ckpts, tmp_path):
+    """What `model.onnx` (ONNX Runtime's form) is: dynamic quantization, independent of the calibration data;
+    the calibrated ranges live in model.portable.onnx. Two corpora: two portable graphs, one ONNX Runtime graph."""
+    f = tmp_path / "cal.txt"
+    f.write_text("\n".join(["a short text", "numbers 1 2 3 4 5 6 7 8 9", "ein deutscher Satz"] * 4) + "\n")
+    a = export(ckpts["v2-small"], tmp_path / "a", precision="int8", max_length=128, cache_dir=tmp_path / "c")
+    b = export(ckpts["v2-small"], tmp_path / "b", precision="int8", max_length=128, calibration=f,
+               cache_dir=tmp_path / "c")
+    assert (a / PORTABLE_FILE).read_bytes() != (b / PORTABLE_FILE).read_bytes() or \
+        (a / WEIGHTS).read_bytes() != (b / WEIGHTS).read_bytes()
+    assert (a / "model.onnx").read_bytes() == (b / "model.onnx").read_bytes()

@@ -7,25 +7,21 @@ import json
 import shutil
 from pathlib import Path
 
+import gguf  # a hard dependency: a missing install fails, never skips
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-pytest.importorskip("gguf", reason="the gguf package is not installed")
-pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (it builds llama.cpp from source)")
-
-import gguf  # noqa: E402
-
-from embcc.core.errors import EmbccError  # noqa: E402
-from embcc.export.torch_embedder import TorchEmbedder  # noqa: E402
+from embcc.core.errors import EmbccError
+from embcc.export.torch_embedder import TorchEmbedder
 from embcc.families import load
-from embcc.fixtures import write_fixture  # noqa: E402
-from embcc.fixtures.tokenizers import as_published_v3  # noqa: E402
-from embcc.pipeline import export  # noqa: E402
-from embcc.probes import PROBES  # noqa: E402
-from embcc.runtimes import open_artifact  # noqa: E402
-from embcc.verify import BARS, compare, verify  # noqa: E402
+from embcc.fixtures import write_fixture
+from embcc.fixtures.tokenizers import as_published_v3
+from embcc.pipeline import export
+from embcc.probes import PROBES
+from embcc.runtimes import open_artifact
+from embcc.verify import BARS, compare, verify
 
 MAX_LEN = 512  # keeps the probe set's long texts (and the test time) bounded
 TYPES = ("f32", "f16", "q8_0")
@@ -99,13 +95,29 @@ def test_other_layouts_pass_the_f32_bar(gguf_art, bundles, key, lora):
     assert report["results"] and report["passed"], report["results"]
 
 
-def test_keep_equals_merge_in_llamacpp(gguf_art):
+def test_keep_equals_merge_in_llamacpp_for_every_task(gguf_art, bundles):
     keep = open_artifact(gguf_art("v3", "keep", "f32"))
     texts = PROBES[:40]
-    for task in ("retrieval.query", "text-matching"):
+    for task in [t.name for t in bundles("v3").spec.tasks]:
         merged = open_artifact(gguf_art("v3", "merge", "f32", task) / task)
         m = compare(merged.encode(texts, task=task), keep.encode(texts, task=task), BARS["lora_keep_vs_merge"])
         assert m["passed"], (task, m)
+
+
+@pytest.mark.parametrize("gguf_type", ["bf16", "q4_0", "q4_1", "q5_0", "q5_1"])
+def test_other_python_types_run_in_llamacpp(gguf_art, bundles, gguf_type):
+    """bf16 is held to the fp16 bar; the Python-quantised 4/5-bit types run, stay finite and are reported, not
+    gated (their tensors really are of that type)."""
+    art = gguf_art("v3", "merge", gguf_type, "retrieval.passage")
+    types = {t.tensor_type.name for t in gguf.GGUFReader(str(art / "retrieval.passage" / "model.gguf")).tensors}
+    assert gguf_type.upper() in types, types
+    report = verify(art, bundles("v3"), texts=PROBES[:40], write=False)
+    (row,) = report["results"]
+    assert row["finite"] and row["bar"] == BARS[gguf_type]
+    if gguf_type == "bf16":
+        assert row["result"] == "pass" and row["min_cosine"] >= 0.999, row
+    else:
+        assert row["result"] == "reported (not gated)" and report["gated_rows"] == 0 and 0.9 < row["min_cosine"] < 1.0
 
 
 def test_keep_carries_the_token_type_adapter_as_one_extra_rank(gguf_art, bundles):
@@ -367,3 +379,16 @@ def test_byte_level_bpe_vocab_tokenises_like_hf_in_llamacpp(tmp_path):
     texts = PROBES + ["", " ", "  x", "a\n\nb", "don't DON'T"]
     mismatched = [t for t in texts if llm.tokenize(t.encode(), add_bos=True, special=False) != tok.encode(t).ids]
     assert not mismatched, mismatched[:5]
+
+
+@pytest.mark.parametrize("key", ["v2-small", "v2-base"])
+def test_v2_reference_agrees_with_llamacpps_own_jinabert(gguf_art, gguf_ckpts, key):
+    """No maintained library has JinaBERT, so the v2 reference is embcc's separate float64 re-implementation; the
+    one other implementation there is, llama.cpp's jina-bert-v2 (f32 GGUF), holds it to the fp32 bar."""
+    from embcc.reference import reference_for
+
+    llama = open_artifact(gguf_art(key, None, "f32"))
+    with reference_for(gguf_ckpts[key]) as ref:
+        assert "re-implementation" in json.dumps(ref.describe())
+        m = compare(ref.encode(PROBES, max_length=MAX_LEN), llama.encode(PROBES), BARS["fp32"])
+    assert m["passed"], m

@@ -85,7 +85,7 @@ def lower(src: Path, where: Path, *, precision: str, spec: ModelSpec, calibratio
           checkpoint_sha256: str) -> dict:
     """Write the `precision` graph(s) of the fp32 graph `src` into `where`; returns precision.json's content."""
     from embcc.calibration.fp16 import lower_fp16
-    from embcc.calibration.int8 import layer_errors, lower_int8
+    from embcc.calibration.int8 import PORTABLE_FILE, layer_errors, lower_int8
 
     keep = spec.lora == "keep"
     method = calibration.method if precision == "int8" else "fp16-range-and-error"
@@ -115,7 +115,8 @@ def lower(src: Path, where: Path, *, precision: str, spec: ModelSpec, calibratio
             if errors_entry.is_file():
                 report["layers_hurting_most"] = json.loads(errors_entry.read_text())
             else:
-                report["layers_hurting_most"] = layer_errors(src, where / "model.onnx", measure()[:2])
+                measured_graph = where / PORTABLE_FILE if (where / PORTABLE_FILE).is_file() else where / "model.onnx"
+                report["layers_hurting_most"] = layer_errors(src, measured_graph, measure()[:2])
                 cache.write_atomic(errors_entry, json.dumps(report["layers_hurting_most"], indent=2) + "\n")
     finally:
         logging.getLogger().setLevel(quiet)

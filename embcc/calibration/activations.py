@@ -13,6 +13,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from embcc.core.onnxfile import save_onnx
+
 FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
 
 
@@ -52,8 +54,7 @@ def _session(model: onnx.ModelProto, path: Path, threads: int | None) -> ort.Inf
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads
-    large = sum(i.ByteSize() for i in model.graph.initializer) > 1 << 30
-    onnx.save(model, str(path), save_as_external_data=large, location=path.name + "_data")
+    save_onnx(model, path)
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 

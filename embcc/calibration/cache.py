@@ -12,6 +12,9 @@ import os
 from pathlib import Path
 
 from embcc.core.errors import EmbccError
+from embcc.core.files import sha256_files, write_atomic
+
+__all__ = ["default_dir", "entry", "graph_hash", "write_atomic"]
 
 FORMAT = 1  # bump when what is cached changes meaning
 
@@ -25,12 +28,7 @@ def default_dir() -> Path:
 
 def graph_hash(model_path: Path) -> str:
     """sha256 of an ONNX graph and its external data files (if any)."""
-    h = hashlib.sha256()
-    for p in sorted(Path(model_path).parent.glob(Path(model_path).name + "*")):
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
+    return sha256_files(sorted(Path(model_path).parent.glob(Path(model_path).name + "*")))
 
 
 def entry(cache_dir: Path | None, *, checkpoint: str, corpus: str, method: str, graph: str, kind: str) -> Path:
@@ -44,9 +42,3 @@ def entry(cache_dir: Path | None, *, checkpoint: str, corpus: str, method: str, 
     key = json.dumps({"format": FORMAT, "checkpoint": checkpoint, "corpus": corpus, "method": method,
                       "graph": graph, "kind": kind}, sort_keys=True)
     return root / "calibration" / f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -24,6 +24,7 @@ from onnxruntime.transformers.float16 import convert_float_to_float16
 
 from embcc.calibration.activations import errors, float_outputs, layer_of, peaks
 from embcc.calibration.cache import write_atomic
+from embcc.core.onnxfile import save_onnx
 
 FP16_MAX = 65504.0
 SAFE_RANGE = FP16_MAX / 8
@@ -34,11 +35,6 @@ ROUNDS, PER_ROUND = 6, 4
 
 def convert(model: onnx.ModelProto, keep: list[str]) -> onnx.ModelProto:
     return convert_float_to_float16(model, keep_io_types=True, node_block_list=keep, disable_shape_infer=True)
-
-
-def _save(model: onnx.ModelProto, path: Path) -> None:
-    large = model.ByteSize() > 1 << 30 if model.ByteSize() >= 0 else True
-    onnx.save(model, str(path), save_as_external_data=large, location=path.name + "_data")
 
 
 def decide(src: Path, feeds: list[dict]) -> dict:
@@ -61,7 +57,7 @@ def decide(src: Path, feeds: list[dict]) -> dict:
         min_cos = 1.0
         for round_ in range(ROUNDS + 1):
             half = scratch / "fp16.onnx"
-            _save(convert(model, sorted(kept)), half)
+            save_onnx(convert(model, sorted(kept)), half)
             err, min_cos = errors(src, half, names, few, scratch)
             if min_cos >= TARGET_COSINE or round_ == ROUNDS:
                 break
@@ -96,5 +92,5 @@ def lower_fp16(src: Path, dst: Path, feeds: list[dict] | None, cache_file: Path)
         write_atomic(cache_file, json.dumps(decisions, indent=2, sort_keys=True) + "\n")
         decisions["cache"] = "miss"
     model = onnx.load(str(src))
-    _save(convert(model, [k["node"] for k in decisions["kept_fp32"]]), dst)
+    save_onnx(convert(model, [k["node"] for k in decisions["kept_fp32"]]), dst)
     return decisions

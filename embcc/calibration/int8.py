@@ -8,14 +8,19 @@ static (default): QDQ pairs (QuantizeLinear/DequantizeLinear, standard ONNX ops)
   TensorRT 11 consumes: its precision comes from the graph alone.
 dynamic: onnxruntime's quantize_dynamic with its defaults, the simple baseline (no calibration data).
 
-Two graphs where the forms differ: `model.onnx` is the portable QDQ graph. `model.ort.onnx` is the same graph
-for ONNX Runtime, where DequantizeLinear before a Gather would dequantize the whole table on every run: it
-gathers int8 rows first and scales them after. Both read their weights from one file, model.int8.data.
+Two graphs for a static export, one weight file (model.int8.data) shared by both:
+- `model.onnx`, what ONNX Runtime runs (the name every client loads): the same per-channel int8 weights with
+  activations quantized per call to uint8 (DynamicQuantizeMatMul / MatMulInteger, u8 x s8 for AVX-512 VNNI), int8
+  embedding rows gathered first and scaled after. This form is dynamic quantization: it does not depend on the
+  calibration data (measured: static uint8 QDQ ran slower on x86, and int8 x int8 QDQ is left unfused there).
+- `model.portable.onnx`, standard ops only: explicit QuantizeLinear/DequantizeLinear pairs with the calibrated,
+  symmetric int8 activation ranges, what TensorRT 11 and other ONNX consumers read.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -33,13 +38,14 @@ from onnxruntime.quantization import (
 )
 
 from embcc.calibration.activations import errors, float_outputs, layer_of
+from embcc.core.onnxfile import save_onnx
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
            "percentile": CalibrationMethod.Percentile}
 MODES = ("static", "dynamic")
 QUANTIZED_OPS = ["MatMul", "Gemm"]
 MIN_TABLE = 256  # tables with fewer rows stay float (token types); vocabularies are far larger
-ORT_FILE = "model.ort.onnx"
+PORTABLE_FILE = "model.portable.onnx"
 WEIGHTS = "model.int8.data"
 
 
@@ -53,11 +59,6 @@ class _Reader(CalibrationDataReader):
             return None
         self.i += 1
         return self.feeds[self.i - 1]
-
-
-def _save(model: onnx.ModelProto, path: Path) -> None:
-    large = sum(i.ByteSize() for i in model.graph.initializer) > 1 << 30
-    onnx.save(model, str(path), save_as_external_data=large, location=path.name + "_data")
 
 
 def activation_matmuls(model: onnx.ModelProto) -> list[str]:
@@ -142,22 +143,31 @@ def gather_then_scale(model: onnx.ModelProto) -> int:
 def _quantize(src: Path, dst: Path, feeds: list[dict] | None, *, method: str, cache_file: Path,
               activations: QuantType, exclude: list[str], large: bool) -> None:
     hit = cache_file.is_file()
-    quantize_static(
-        str(src), str(dst), None if hit else _Reader(feeds or []),
-        quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS, per_channel=True,
-        activation_type=activations, weight_type=QuantType.QInt8, calibrate_method=METHODS[method],
-        nodes_to_exclude=exclude, calibration_cache_path=str(cache_file), use_external_data_format=large,
-        extra_options={"ActivationSymmetric": activations == QuantType.QInt8, "WeightSymmetric": True},
-    )
+    # ONNX Runtime writes its calibration cache itself: let it write a private file, then rename it into place,
+    # so a run killed mid-write leaves no half-written entry that a later run would trust.
+    target = cache_file if hit else cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
+    try:
+        quantize_static(
+            str(src), str(dst), None if hit else _Reader(feeds or []),
+            quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS, per_channel=True,
+            activation_type=activations, weight_type=QuantType.QInt8, calibrate_method=METHODS[method],
+            nodes_to_exclude=exclude, calibration_cache_path=str(target), use_external_data_format=large,
+            extra_options={"ActivationSymmetric": activations == QuantType.QInt8, "WeightSymmetric": True},
+        )
+        if not hit:
+            os.replace(target, cache_file)
+    finally:
+        if not hit and target.exists():
+            target.unlink()
 
 
 def _digest(t: onnx.TensorProto) -> str:
     return hashlib.sha256(numpy_helper.to_array(t).tobytes()).hexdigest() + str(t.data_type) + str(list(t.dims))
 
 
-def _share_weights(model: onnx.ModelProto, portable_path: Path) -> int:
+def _share_weights(model: onnx.ModelProto, portable_path: Path, dst: Path) -> int:
     """Point `model`'s initializers at the portable graph's weight file wherever the bytes are the same, then
-    save it beside it; returns how many tensors are shared (the rest stay inside the graph file)."""
+    save it at `dst`; returns how many tensors are shared (the rest stay inside the graph file)."""
     portable = onnx.load(str(portable_path))
     by_content = {_digest(t): t.name for t in portable.graph.initializer if np.prod(t.dims) >= 1024}
     refs = {t.name: t for t in onnx.load(str(portable_path), load_external_data=False).graph.initializer}
@@ -169,19 +179,20 @@ def _share_weights(model: onnx.ModelProto, portable_path: Path) -> int:
             t.CopyFrom(refs[name])
             t.name = own
             shared += 1
-    onnx.save(model, str(portable_path.parent / ORT_FILE))
+    onnx.save(model, str(dst))
     return shared
 
 
 def lower_int8(src: Path, dst_dir: Path, feeds: Callable[[], list[dict]], *, method: str, mode: str,
                cache_file: Path | None) -> dict:
-    """Write model.onnx (portable) and model.ort.onnx (ONNX Runtime form) into dst_dir; returns the report."""
+    """Write model.onnx (ONNX Runtime form) and, for static, model.portable.onnx (calibrated QDQ) into dst_dir;
+    returns the report."""
     with tempfile.TemporaryDirectory(prefix="embcc-int8-") as tmp:
         staged = Path(tmp) / "q.onnx"
         if mode == "dynamic":
             quantize_dynamic(str(src), str(staged), weight_type=QuantType.QInt8)
             quantized = onnx.load(str(staged))
-            _save(quantized, dst_dir / "model.onnx")
+            save_onnx(quantized, dst_dir / "model.onnx")
             return {"mode": "dynamic", "format": "QOperator (onnxruntime quantize_dynamic defaults)",
                     "forms": {"model.onnx": "ONNX Runtime dynamic int8 (com.microsoft and integer ops)"},
                     "cache": "not used"}
@@ -196,8 +207,7 @@ def lower_int8(src: Path, dst_dir: Path, feeds: Callable[[], list[dict]], *, met
                   activations=QuantType.QInt8, exclude=excluded, large=large)
         model = onnx.load(str(staged))
         tables = quantize_tables(model)
-        onnx.save(model, str(dst_dir / "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
-                  location=WEIGHTS, size_threshold=1024)
+        save_onnx(model, dst_dir / PORTABLE_FILE, external=True, location=WEIGHTS)
         # ONNX Runtime on x86: the same int8 weights, activations quantized per call to uint8
         # (DynamicQuantizeMatMul / MatMulInteger: u8 x s8, what AVX-512 VNNI runs). Measured on full-size
         # v2-small, 32 x 128: static int8 x int8 QDQ is left unfused by ONNX Runtime on x86 and ran slower than
@@ -210,21 +220,22 @@ def lower_int8(src: Path, dst_dir: Path, feeds: Callable[[], list[dict]], *, met
         ort_model = onnx.load(str(staged))
         quantize_tables(ort_model)
         gather_then_scale(ort_model)
-        shared = _share_weights(ort_model, dst_dir / "model.onnx")
+        shared = _share_weights(ort_model, dst_dir / PORTABLE_FILE, dst_dir / "model.onnx")
     return {
         "mode": "static", "method": method,
-        "format": {"model.onnx": "QDQ (QuantizeLinear/DequantizeLinear), calibrated activation ranges",
-                   ORT_FILE: "ONNX Runtime integer ops, activations quantized per call"},
-        "activations": {"model.onnx": "int8 symmetric, per tensor, calibrated",
-                        ORT_FILE: "uint8, per tensor, computed per call (u8 x s8 for AVX-512 VNNI)"},
+        "format": {"model.onnx": "ONNX Runtime integer ops: dynamic quantization (activations quantized per call; "
+                                 "does not use the calibration data)",
+                   PORTABLE_FILE: "QDQ (QuantizeLinear/DequantizeLinear), calibrated activation ranges"},
+        "activations": {"model.onnx": "uint8, per tensor, computed per call (u8 x s8 for AVX-512 VNNI)",
+                        PORTABLE_FILE: f"int8 symmetric, per tensor, calibrated ({method})"},
         "weights": "int8 symmetric, per output channel (the same tensors in both forms)",
         "weights_shared": shared,
         "quantized_ops": QUANTIZED_OPS, "embedding_tables_int8": tables,
         "kept_float": {"activation_matmuls": excluded,
                        "op_types": "LayerNormalization, Softmax, Erf/GELU, Add (residual, bias), everything not listed"},
-        "forms": {"model.onnx": "portable QDQ, standard ONNX ops only (TensorRT 11 / any EP)",
-                  ORT_FILE: "ONNX Runtime form (com.microsoft/integer ops): dynamic uint8 activations, embedding "
-                            "rows gathered as int8 then scaled",
+        "forms": {"model.onnx": "what ONNX Runtime runs (com.microsoft/integer ops): dynamic uint8 activations, "
+                                "embedding rows gathered as int8 then scaled; independent of the calibration data",
+                  PORTABLE_FILE: "portable QDQ with the calibrated ranges, standard ONNX ops only (TensorRT 11 / any EP)",
                   WEIGHTS: "the weights of both forms (ONNX external data)"},
         "cache": "hit" if hit else "miss",
     }

@@ -7,12 +7,18 @@ from pathlib import Path
 from embcc.core.errors import EmbccError
 from embcc.runtimes.base import Embedder
 
-ONNX_FORMS = ("model.ort.onnx", "model.onnx")  # ONNX Runtime's own form first, where an artifact has one
+# model.onnx is what ONNX Runtime runs (it may hold com.microsoft contrib ops); model.portable.onnx, where present,
+# is the standard-ops graph other consumers (TensorRT) read. Artifacts written before that rule (embcc 0.1) named
+# ONNX Runtime's int8 form model.ort.onnx and kept the portable QDQ graph as model.onnx: still read, in that order.
+ONNX_FORMS = ("model.onnx", "model.portable.onnx")
+LEGACY_ONNX_FORMS = ("model.ort.onnx", "model.onnx")
 
 
 def onnx_forms(path: Path) -> list[str]:
     """The ONNX graphs an artifact holds, the one ONNX Runtime should run first."""
-    return [f for f in ONNX_FORMS if (Path(path) / f).is_file()]
+    path = Path(path)
+    names = LEGACY_ONNX_FORMS if (path / "model.ort.onnx").is_file() else ONNX_FORMS
+    return [f for f in names if (path / f).is_file()]
 
 
 def open_artifact(path: Path, *, threads: int | None = None, max_length: int | None = None,
