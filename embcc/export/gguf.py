@@ -42,17 +42,13 @@ from embcc.export.gguf_tensors import (
     tensor_type,
     to_numpy,
 )
+from embcc.runtimes.llamacpp import MODEL_FILE, adapter_file
 
-MODEL_FILE = "model.gguf"
 POOLING = {"none": 0, "mean": 1, "cls": 2, "last": 3}
 SPECIAL_KEYS = {"bos": "bos_token_id", "eos": "eos_token_id", "unk": "unknown_token_id",
                 "seperator": "seperator_token_id", "padding": "padding_token_id", "cls": "cls_token_id",
                 "mask": "mask_token_id"}
 TYPE = Option("gguf_type", "--type", f"llama.cpp's type name: {' | '.join(GGUF_TYPES)} (default f32)")
-
-
-def adapter_file(task: str) -> str:
-    return f"lora-{task}.gguf"
 
 
 def check_type(gguf_type: str) -> str:

@@ -228,13 +228,3 @@ def read_vocab(path: Path, expected_model: str) -> Vocab:
         raise EmbccError(f"the family declares a {expected_model!r} vocabulary but tokenizer.json is {kind}",
                          "use the tokenizer published with the model")
     return reader(tj, tok, path)
-
-
-def leading_space_differs(vocab_flags: dict[str, bool]) -> bool:
-    """True when llama.cpp's Unigram normaliser adds one U+2581 too many before a text that starts with a space.
-
-    With spaces kept (plain Precompiled normalizer), HF's Metaspace prepends U+2581 only when the normalised text
-    does not start with one, while llama.cpp prepends it before the first non-space character. No GGUF key
-    expresses HF's rule; the llama.cpp Embedder drops one leading space in exactly that case.
-    """
-    return vocab_flags.get("add_space_prefix", False) and not vocab_flags.get("remove_extra_whitespaces", True)

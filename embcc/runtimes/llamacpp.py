@@ -20,6 +20,23 @@ from embcc.core.errors import EmbccError
 from embcc.core.spec import ModelSpec
 from embcc.runtimes.base import Embedder
 
+MODEL_FILE = "model.gguf"  # an artifact's base model; kept adapters beside it as lora-<task>.gguf
+
+
+def adapter_file(task: str) -> str:
+    return f"lora-{task}.gguf"
+
+
+def leading_space_differs(vocab_flags: dict[str, bool]) -> bool:
+    """True when llama.cpp's Unigram normaliser adds one U+2581 too many before a text that starts with a space.
+
+    With spaces kept (plain Precompiled normalizer), HF's Metaspace prepends U+2581 only when the normalised text
+    does not start with one, while llama.cpp prepends it before the first non-space character. No GGUF key
+    expresses HF's rule; the llama.cpp Embedder drops one leading space in exactly that case.
+    """
+    return vocab_flags.get("add_space_prefix", False) and not vocab_flags.get("remove_extra_whitespaces", True)
+
+
 INSTALL_FIX = "reinstall with scripts/install, which builds llama.cpp for this CPU with AMX off (README: llama.cpp build)"
 NATIVE_OK = "EMBCC_LLAMA_CPP_NATIVE"  # =1: accept a native build with AMX (on a host known to run AMX)
 _checked = False
@@ -175,9 +192,6 @@ class LlamaCppEmbedder(Embedder):
     runtime = "llama.cpp"
 
     def __init__(self, artifact: Path, *, threads: int | None = None, max_length: int | None = None):
-        from embcc.export.gguf import MODEL_FILE, adapter_file
-        from embcc.export.gguf_vocab import leading_space_differs
-
         artifact = Path(artifact)
         spec = ModelSpec.read(artifact)
         super().__init__(spec, artifact / "tokenizer.json", max_length)
