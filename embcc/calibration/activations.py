@@ -2,6 +2,12 @@
 
 Both precision passes decide from these measurements: fp16 keeps in fp32 the nodes whose values leave fp16's
 safe range or whose fp16 error is largest, and int8 reports the layers whose quantisation error is largest.
+
+Why not onnxruntime.quantization.qdq_loss_debug (tried): its modify_model_output_intermediate_tensors runs ONNX
+shape inference, which rejects the fp16 graphs onnxruntime's own float16 converter writes ("Inferred elem type
+differs from existing elem type: (1) vs (10)"), and its collect_activations keeps every batch's tensors at once,
+gigabytes for long texts on a full-size model. This module reads the types the graph already declares and runs
+one text at a time through one session.
 """
 
 from __future__ import annotations
