@@ -21,12 +21,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import gguf
 from tokenizers import Tokenizer
 
 from embcc.core.errors import EmbccError
 
-# llama.cpp token types (gguf.TokenType)
-NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
+NORMAL, UNKNOWN, CONTROL = gguf.TokenType.NORMAL, gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL
+USER_DEFINED, UNUSED, BYTE = gguf.TokenType.USER_DEFINED, gguf.TokenType.UNUSED, gguf.TokenType.BYTE
 
 
 @dataclass
