@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="export a checkpoint to an artifact directory")
     e.add_argument("checkpoint", type=Path)
     e.add_argument("--out", type=Path, required=True)
+    e.add_argument("--source", default=None, help="where the checkpoint came from (e.g. jinaai/jina-embeddings-v3), "
+                   "recorded in manifest.json and README.md")
+    e.add_argument("--revision", default=None, help="the checkpoint's revision (e.g. a commit), recorded likewise")
     export_options(e)
 
     v = sub.add_parser("verify", help="compare an artifact with the torch reference; writes parity.json")
@@ -62,6 +65,14 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--out", type=Path, default=Path("embcc-build"))
     b.add_argument("--rope-theta", type=float, default=None)
     b.add_argument("--max-length", type=int, default=None)
+
+    k = sub.add_parser("package", help="lay an artifact out for a serving stack (triton: a model repository)")
+    k.add_argument("artifact", type=Path)
+    k.add_argument("--layout", required=True, choices=["triton"])
+    k.add_argument("--out", type=Path, required=True)
+    k.add_argument("--name", default=None, help="model name (default: the artifact directory's name)")
+    k.add_argument("--model-file", default=None, help="which graph of the artifact (default: model.onnx)")
+    k.add_argument("--max-batch-size", type=int, default=32, help="Triton max_batch_size (graphs without task_id)")
 
     n = sub.add_parser("bench", help="texts/s and tokens/s of an artifact against the torch reference")
     n.add_argument("artifact", type=Path)
@@ -97,7 +108,8 @@ def _run(args: argparse.Namespace) -> int:
         from embcc.export.options import option_values
         from embcc.pipeline import export
 
-        out = export(args.checkpoint, args.out, fmt=args.fmt, cli=True, **option_values(args))
+        out = export(args.checkpoint, args.out, fmt=args.fmt, cli=True, source=args.source, revision=args.revision,
+                     **option_values(args))
         print(f"wrote {out}")
         return 0
     if args.command == "verify":
@@ -110,6 +122,13 @@ def _run(args: argparse.Namespace) -> int:
         from embcc.build import build
 
         return 0 if build(args.checkpoint, args.out, rope_theta=args.rope_theta, max_length=args.max_length) else 1
+    if args.command == "package":
+        from embcc.package import package
+
+        out = package(args.artifact, args.out, layout=args.layout, name=args.name, model_file=args.model_file,
+                      max_batch_size=args.max_batch_size)
+        print(f"wrote {out}")
+        return 0
     if args.command == "bench":
         from embcc.bench import bench, format_bench
 

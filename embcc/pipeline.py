@@ -19,17 +19,19 @@ from embcc.core.errors import EmbccError
 from embcc.core.spec import SPEC_FILE, ModelSpec
 from embcc.export import get_format
 from embcc.export.artifact import staged_dir, write_manifest
+from embcc.export.client_files import write_client_files
 from embcc.export.options import recorded, resolve
 from embcc.families import load
 
 
 def export(checkpoint: str | Path, out: str | Path, *, fmt: str = "onnx", bundle: Bundle | None = None,
-           cli: bool = False, **options: Any) -> Path:
+           cli: bool = False, source: str | None = None, revision: str | None = None, **options: Any) -> Path:
     """Export one checkpoint into the artifact directory `out`; returns it. Nothing is left at `out` on failure.
 
     Options: task, lora (merge | keep), rope_theta, max_length, role, and the format's own (ONNX: precision,
     calibration, calibration_method, int8_mode, calibration_max_length, cache_dir; GGUF: gguf_type). Options
-    left at None count as not given."""
+    left at None count as not given. `source` / `revision`: where the checkpoint came from (e.g.
+    "jinaai/jina-embeddings-v3", a commit), recorded in manifest.json and README.md as given."""
     out = Path(out)
     if out.exists():
         raise EmbccError(f"output {out} already exists", "choose a new --out directory or remove the old one")
@@ -46,7 +48,9 @@ def export(checkpoint: str | Path, out: str | Path, *, fmt: str = "onnx", bundle
                             max_length=plan.max_length, role=plan.role)
             spec = format_.write(adapted, where, plan)
             (where / SPEC_FILE).write_text(spec.to_json())
-        write_manifest(tmp, source_sha256=bundle.source_sha256, options=recorded(bundle, format_, plan))
+        named = {"name": source, "revision": revision}
+        write_client_files(tmp, bundle, plan, source=named)
+        write_manifest(tmp, source_sha256=bundle.source_sha256, options=recorded(bundle, format_, plan), source=named)
     return out
 
 

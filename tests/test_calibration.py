@@ -99,6 +99,28 @@ def test_static_int8_ships_a_portable_qdq_graph_and_an_ort_form(reduced):
         assert json.loads((art / "manifest.json").read_text())["files"].keys() >= {"model.onnx", PORTABLE_FILE, WEIGHTS}
 
 
+def test_every_reduced_graph_keeps_the_client_outputs(reduced):
+    """fp16 and both int8 forms keep text_embeds first (Jina's contract), sentence_embedding, and the
+    last_hidden_state alias sentence-transformers/optimum read; the alias is the token states, bit for bit."""
+    import onnxruntime as ort
+
+    from embcc.export.onnx import GRAPH_OUTPUTS
+    from embcc.pipeline import artifacts_in
+    from embcc.runtimes import onnx_forms
+
+    for name, root in reduced.items():
+        for art in artifacts_in(root):
+            for form in onnx_forms(art):
+                sess = ort.InferenceSession(str(art / form), providers=["CPUExecutionProvider"])
+                assert [o.name for o in sess.get_outputs()] == GRAPH_OUTPUTS, (name, form)
+                ids = np.array([[0, 5, 6, 7, 2], [0, 8, 2, 1, 1]], dtype=np.int64)
+                feeds = {"input_ids": ids, "attention_mask": (ids != 1).astype(np.int64)}
+                if "task_id" in {i.name for i in sess.get_inputs()}:
+                    feeds["task_id"] = np.array([1], dtype=np.int64)
+                states, _, alias = sess.run(None, feeds)
+                assert np.array_equal(states, alias), (name, form)
+
+
 def test_dynamic_int8_is_onnxruntimes_plain_quantize_dynamic(reduced):
     model = onnx.load(str(reduced["v2-int8-dynamic"] / "model.onnx"))
     ops = {n.op_type for n in model.graph.node}

@@ -14,6 +14,8 @@ import json
 import pytest
 
 import embcc.core.adapted as adapted_mod
+from embcc.core.errors import EmbccError
+from embcc.core.files import sha256_file
 from embcc.families import load
 from embcc.pipeline import export
 from embcc.probes import PROBES
@@ -98,13 +100,20 @@ def _no_token_type(monkeypatch, ckpt):
     monkeypatch.setattr(jinabert.JinaBertEmbeddings, "forward", forward)
 
 
-def _dropped_prefix(art):
+def _dropped_prefix(art, *, reseal: bool = True):
+    """Prefixes dropped from embcc.json. reseal: the manifest is rewritten to match, as an exporter that wrote the
+    wrong prefix would have written it (otherwise the integrity check refuses the artifact before parity runs)."""
+    manifest_file = art / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
     for spec_file in art.rglob("embcc.json"):
         spec = json.loads(spec_file.read_text())
         for t in spec["tasks"]:
             t["prefix"] = ""
             t["roles"] = {r: "" for r in t["roles"]} if t.get("roles") else t.get("roles")
         spec_file.write_text(json.dumps(spec))
+        manifest["files"][str(spec_file.relative_to(art))] = sha256_file(spec_file)
+    if reseal:
+        manifest_file.write_text(json.dumps(manifest))
 
 
 EXPORT_MUTATIONS = {
@@ -148,6 +157,15 @@ def test_dropped_prefix_fails(mutation_ckpts, tmp_path, key):
     art = _export(ckpt, tmp_path / "a", CASES[key])
     _dropped_prefix(art)
     assert not _verify(art, ckpt)["passed"]
+
+
+def test_tampered_prefix_is_refused_before_parity(mutation_ckpts, tmp_path):
+    """The same edit without a matching manifest: verify refuses the artifact (one line naming embcc.json)."""
+    ckpt = mutation_ckpts["v3"]
+    art = _export(ckpt, tmp_path / "a", CASES["v3"])
+    _dropped_prefix(art, reseal=False)
+    with pytest.raises(EmbccError, match=r"embcc\.json .*does not match its sha256 in manifest\.json"):
+        _verify(art, ckpt)
 
 
 def test_keep_with_scaled_adapters_fails(mutation_ckpts, tmp_path, monkeypatch):

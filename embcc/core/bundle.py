@@ -23,6 +23,8 @@ class FamilyFacts(Protocol):
 
     def gguf_facts(self, bundle: Bundle) -> Any: ...
 
+    def client_config(self, bundle: Bundle, spec: ModelSpec) -> dict | None: ...
+
 
 @dataclass
 class Bundle:

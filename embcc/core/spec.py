@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from embcc.core.errors import EmbccError
+from embcc.core.manifest import ARTIFACT_FORMAT
 
 SPEC_FILE = "embcc.json"
 
@@ -52,6 +53,7 @@ class ModelSpec:
     task: str | None = None
     precision: str = "fp32"
     role: str | None = None  # the input role texts get by default (v5: "document"); None for families without
+    artifact_format: int = ARTIFACT_FORMAT  # files written without the key read as format 1
 
     def check_role(self, role: str | None, tasks: list[str]) -> None:
         """Refuse a role that a family without roles, or one of `tasks`, does not have."""
@@ -102,6 +104,7 @@ class ModelSpec:
     def from_dict(cls, d: dict) -> ModelSpec:
         d = dict(d)
         d["tasks"] = [Task(**t) for t in d.get("tasks", [])]
+        d.setdefault("artifact_format", 1)  # written before artifact formats were numbered
         return cls(**d)
 
     @classmethod

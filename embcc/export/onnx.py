@@ -2,7 +2,8 @@
 
 The contract follows Jina's own v3 ONNX: inputs `input_ids`, `attention_mask` (int64 [batch, sequence]) and,
 when adapters are kept, `task_id` (int64; a scalar or a one-element array), first output `text_embeds` (token
-states). embcc adds `sentence_embedding` (pooled as the family pools, L2-normalised). Batch and sequence axes
+states). embcc adds `sentence_embedding` (pooled as the family pools, L2-normalised) and `last_hidden_state` (the
+token states again, under the name sentence-transformers/optimum and text-embeddings-inference read). Batch and sequence axes
 are dynamic; RoPE and ALiBi tables are computed from the runtime length, not frozen at the traced one.
 """
 
@@ -29,7 +30,9 @@ from embcc.export.graph import EmbeddingGraph, build_graph
 OPSET = 18
 MODEL_FILE = "model.onnx"
 INPUTS = ["input_ids", "attention_mask"]
-OUTPUTS = ["text_embeds", "sentence_embedding"]
+OUTPUTS = ["text_embeds", "sentence_embedding"]  # as traced; then ALIAS is appended (_client_contract)
+ALIAS = "last_hidden_state"
+GRAPH_OUTPUTS = [*OUTPUTS, ALIAS]
 PRECISIONS = ("fp32", "fp16", "int8")
 
 PRECISION = Option("precision", "--precision", "fp32 (default) | fp16 | int8", PRECISIONS)
@@ -74,8 +77,7 @@ def trace(graph: EmbeddingGraph, out_dir: Path, *, trace_length: int = 16) -> Pa
         )
     _drop_stack_traces(program.model)
     program.save(str(path), external_data=needs_external(param_bytes(graph)))
-    if graph.keeps_adapters:
-        _free_task_id_rank(path)
+    _client_contract(path)
     return path
 
 
@@ -89,15 +91,25 @@ def _drop_stack_traces(model) -> None:
         node.metadata_props.pop("pkg.torch.onnx.stack_trace", None)
 
 
-def _free_task_id_rank(path: Path) -> None:
-    """Let task_id be a scalar or a one-element array, as clients of Jina's graph send either.
+def _client_contract(path: Path) -> None:
+    """What clients of the graph expect beyond the traced outputs, in one rewrite of the graph file:
 
-    The graph reshapes task_id to [1] before use, so its declared input shape can be left open.
+    - task_id may be a scalar or a one-element array, as clients of Jina's graph send either (the graph
+      reshapes it to [1] before use, so its declared shape can be left open);
+    - `last_hidden_state`, an Identity of `text_embeds` appended after the traced outputs: the name
+      sentence-transformers' ONNX backend (optimum's ORTModelForFeatureExtraction) and text-embeddings-inference
+      read token states by. text_embeds stays output 0 (Jina's contract, fastembed takes output 0).
     """
     model = onnx.load(str(path), load_external_data=False)
     for inp in model.graph.input:
         if inp.name == "task_id":
             inp.type.tensor_type.ClearField("shape")
+    states = next(o for o in model.graph.output if o.name == OUTPUTS[0])
+    alias = onnx.ValueInfoProto()
+    alias.CopyFrom(states)
+    alias.name = ALIAS
+    model.graph.node.append(onnx.helper.make_node("Identity", [OUTPUTS[0]], [ALIAS], name="last_hidden_state_alias"))
+    model.graph.output.append(alias)
     onnx.save(model, str(path))  # external tensors keep pointing at model.onnx_data
 
 

@@ -18,6 +18,7 @@ from embcc.core.bundle import Bundle
 from embcc.core.errors import EmbccError
 from embcc.core.files import hash_tree
 from embcc.core.gguf_facts import GgufFacts
+from embcc.core.spec import ModelSpec
 
 WEIGHT_FILE = "model.safetensors"
 WEIGHT_INDEX = "model.safetensors.index.json"
@@ -43,6 +44,13 @@ class Family(ABC):
     def gguf_facts(self, bundle: Bundle) -> GgufFacts | None:
         """The llama.cpp facts for one checkpoint (a family with several backbones picks by the bundle)."""
         return self.gguf
+
+    def client_config(self, bundle: Bundle, spec: ModelSpec) -> dict | None:
+        """The config.json an artifact of this model carries for its clients (None: none). Its `model_type` must
+        be one released transformers versions know and it names no remote code (no auto_map): clients parse it
+        with AutoConfig (sentence-transformers/optimum) or read `hidden_size`, `num_hidden_layers`,
+        `max_position_embeddings`, `architectures` (text-embeddings-inference). The artifact's RoPE base goes in."""
+        return None
 
     @classmethod
     @abstractmethod

@@ -76,6 +76,15 @@ class JinaV2(Family):
         spec = ModelSpec(family=self.name, pooling="mean", dim=c.hidden_size, max_length=max_len, position="alibi")
         return Bundle(self, path, "original", config, spec, weights, None, tokenizer_files(path), hash_checkpoint(path))
 
+    def client_config(self, bundle: Bundle, spec: ModelSpec) -> dict:
+        """BERT's own keys (transformers' `bert` type; JinaBERT's ALiBi and GEGLU named as Jina's config names them)
+        without Jina's auto_map: an artifact's clients never build the PyTorch model from it."""
+        c = JinaBertConfig.from_dict(bundle.config)
+        return {"architectures": ["JinaBertModel"], "model_type": "bert", **vars(c),
+                "max_position_embeddings": int(bundle.config.get("max_position_embeddings") or spec.max_length),
+                "position_embedding_type": "alibi", "feed_forward_type": "geglu",
+                "hidden_act": bundle.config.get("hidden_act", "gelu")}
+
     def backbone(self, bundle: Bundle, weights: dict[str, torch.Tensor], rope_theta: float | None = None) -> torch.nn.Module:
         model = JinaBertModel(JinaBertConfig.from_dict(bundle.config))
         model.load_state_dict(weights, strict=True)

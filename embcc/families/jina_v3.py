@@ -142,6 +142,18 @@ class JinaV3(Family):
         )
         return Bundle(self, path, layout, config, spec, weights, lora, tokenizer_files(path), hash_checkpoint(path))
 
+    def client_config(self, bundle: Bundle, spec: ModelSpec) -> dict:
+        """XLM-RoBERTa's keys under its own transformers type (`xlm-roberta`, which every transformers release
+        parses; `jina_embeddings_v3` exists only from transformers 5), whichever layout was loaded, without the
+        original layout's auto_map; the RoPE base the artifact runs as Jina's config names it."""
+        cfg = native_config(bundle.config, bundle.layout, spec.rope_theta)
+        keys = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                "hidden_act", "max_position_embeddings", "type_vocab_size", "layer_norm_eps", "pad_token_id",
+                "bos_token_id", "eos_token_id")
+        return {"architectures": ["XLMRobertaModel"], "model_type": "xlm-roberta",
+                **{k: getattr(cfg, k) for k in keys if getattr(cfg, k, None) is not None},
+                "position_embedding_type": "rotary", "rotary_emb_base": float(spec.rope_theta)}
+
     def backbone(self, bundle: Bundle, weights: dict[str, torch.Tensor], rope_theta: float | None = None) -> torch.nn.Module:
         cfg = native_config(bundle.config, bundle.layout, rope_theta)
         cfg._attn_implementation = "sdpa"

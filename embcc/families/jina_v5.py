@@ -237,6 +237,16 @@ class JinaV5(Family):
     def gguf_facts(self, bundle: Bundle) -> GgufFacts:
         return GGUF_FACTS[variant_of(bundle.config, bundle.path).size]
 
+    def client_config(self, bundle: Bundle, spec: ModelSpec) -> dict:
+        """The backbone's own transformers type and keys (`qwen3` for small, parsed by transformers >= 4.51;
+        `eurobert` for nano, known to transformers 5 only), not `jina_embeddings_v5` (remote code only), with the
+        legacy top-level `rope_theta` every release reads, set to the artifact's RoPE base."""
+        variant = variant_of(bundle.config, bundle.path)
+        cfg = native_config(bundle.config, variant, spec.rope_theta)
+        return {"architectures": [variant.base_class.__name__], "model_type": cfg.model_type,
+                **{k: getattr(cfg, k) for k in variant.config_keys if getattr(cfg, k, None) is not None},
+                "rope_theta": float(spec.rope_theta)}
+
     def backbone(self, bundle: Bundle, weights: dict[str, torch.Tensor], rope_theta: float | None = None) -> torch.nn.Module:
         variant = variant_of(bundle.config, bundle.path)
         model = variant.backbone(native_config(bundle.config, variant, rope_theta))

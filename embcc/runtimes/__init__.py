@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from embcc.core.errors import EmbccError
+from embcc.core.manifest import check_artifact
+from embcc.core.spec import ModelSpec
 from embcc.runtimes.base import Embedder
 
 # model.onnx is what ONNX Runtime runs (it may hold com.microsoft contrib ops); model.portable.onnx, where present,
@@ -22,9 +24,15 @@ def onnx_forms(path: Path) -> list[str]:
 
 
 def open_artifact(path: Path, *, threads: int | None = None, max_length: int | None = None,
-                  model_file: str | None = None) -> Embedder:
-    """An Embedder for an artifact directory, chosen by the files it holds (or `model_file` in it)."""
+                  model_file: str | None = None, verify: bool = True) -> Embedder:
+    """An Embedder for an artifact directory, chosen by the files it holds (or `model_file` in it).
+
+    First every file of the artifact is checked against its sha256 in manifest.json and the artifact format
+    against the newest this embcc reads (core.manifest.check_artifact; one line naming the file on a mismatch).
+    `verify=False` skips that (hashing a multi-GB graph takes seconds; hashes are remembered per process)."""
     path = Path(path)
+    if verify:
+        check_artifact(path, ModelSpec.read(path).artifact_format)
     forms = onnx_forms(path)
     if forms:
         from embcc.runtimes.onnxrt import OnnxEmbedder
