@@ -176,6 +176,24 @@ def test_sentence_transformers_files(art, key):
         assert st["prompts"] == {} and st["default_prompt_name"] is None
 
 
+def test_tokenizer_files_are_written_where_the_checkpoint_has_only_tokenizer_json(checkpoints, tmp_path):
+    from transformers import AutoTokenizer
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(checkpoints["v5-small"], ckpt)
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        (ckpt / name).unlink()
+    (d,) = artifacts_in(export(ckpt, tmp_path / "a", task="retrieval", max_length=64))
+    cfg = json.loads((d / "tokenizer_config.json").read_text())
+    assert cfg["model_max_length"] == 64 and cfg["padding_side"] == "right" and cfg["pad_token"]
+    assert json.loads((d / "special_tokens_map.json").read_text())["pad_token"] == cfg["pad_token"]
+    emb = open_artifact(d)
+    prefixed, _ = emb.prefixed(TEXTS, "retrieval")
+    tokenizer = AutoTokenizer.from_pretrained(d)
+    assert [tokenizer(t)["input_ids"] for t in prefixed] == emb.token_ids(TEXTS, "retrieval")
+    assert tokenizer.pad_token_id == emb.pad_id == json.loads((d / "config.json").read_text())["pad_token_id"]
+
+
 def test_readme_says_how_to_call_it(art):
     merged = (art("v3-merge") / "README.md").read_text()
     prefix = ModelSpec.read(art("v3-merge")).task_by_name(None).prefix

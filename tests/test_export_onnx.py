@@ -26,7 +26,7 @@ def test_keep_graph_follows_jinas_v3_contract(v3_keep):
     inputs = {i.name: i for i in sess.get_inputs()}
     assert list(inputs) == ["input_ids", "attention_mask", "task_id"]
     assert inputs["input_ids"].type == inputs["task_id"].type == "tensor(int64)"
-    assert [o.name for o in sess.get_outputs()] == ["text_embeds", "sentence_embedding"]
+    assert [o.name for o in sess.get_outputs()] == ["text_embeds", "sentence_embedding", "last_hidden_state"]
     ids = np.array([[0, 10, 11, 12, 2, 1, 1]], dtype=np.int64)
     mask = (ids != 1).astype(np.int64)
     scalar = sess.run(None, {"input_ids": ids, "attention_mask": mask, "task_id": np.array(3, dtype=np.int64)})

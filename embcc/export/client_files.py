@@ -103,14 +103,14 @@ def _tokenizer_files(where: Path, spec: ModelSpec) -> dict:
     pad_id = pad_id_of(tokenizer, where)
     f = where / "tokenizer_config.json"
     cfg = json.loads(f.read_text(encoding="utf-8")) if f.is_file() else {"tokenizer_class": "PreTrainedTokenizerFast"}
-    cfg.setdefault("pad_token", tokenizer.id_to_token(pad_id))
+    if not cfg.get("pad_token"):  # fastembed refuses a tokenizer without a pad token
+        cfg["pad_token"] = tokenizer.id_to_token(pad_id)
     cfg["model_max_length"] = spec.max_length  # fastembed and transformers truncate here, as embcc's runtimes do
     cfg["padding_side"] = "right"  # text-embeddings-inference pools by it; embcc's runtimes pad right
     write_json(f, cfg)
     special = where / "special_tokens_map.json"
     if not special.is_file():
-        write_json(special, {k: v for k, v in cfg.items()
-                             if k.endswith("_token") and isinstance(v, str | dict) and v is not None})
+        write_json(special, {k: v for k, v in cfg.items() if k.endswith("_token") and isinstance(v, str | dict)})
     return {"pad_id": pad_id}
 
 
