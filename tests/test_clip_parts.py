@@ -375,6 +375,8 @@ BAD_CHECKPOINTS = {
     "misshaped pos_embed": ({"tensors": lambda t: t.update({"vision_model.pos_embed": torch.zeros(1, 26, 64)})}, "pos_embed"),
     "no logit_scale": ({"tensors": lambda t: t.pop("logit_scale")}, "logit_scale"),
     "subln off": ({"config": lambda c: c["vision_config"].update(subln=False)}, "subln"),
+    "subln left out": ({"config": lambda c: c["vision_config"].pop("subln")}, "subln"),  # Jina's default: False
+    "bad default task": ({"config": lambda c: c["text_config"].update(default_instruction_task="x")}, "default_instruction_task"),
     "heads do not divide": ({"config": lambda c: c["text_config"]["hf_model_config_kwargs"].update(num_attention_heads=5)}, "heads"),
     "head_width": ({"config": lambda c: c["vision_config"].update(head_width=48)}, "head_width"),
     "wrong image size": ({"config": lambda c: c["vision_config"].update(image_size=112)}, "pos_embed"),
@@ -392,6 +394,19 @@ def test_bad_checkpoints_are_one_line_errors(ckpt: Path, tmp_path: Path, case: s
     with pytest.raises(EmbccError) as e:
         read(_variant(ckpt, tmp_path, **change))
     assert named in str(e.value) and "\n" not in str(e.value)
+
+
+def test_configs_left_out_keys_take_jinas_defaults(ckpt: Path, tmp_path: Path) -> None:
+    def trim(c: dict) -> None:
+        for key in ("post_norm", "ls_init_value", "proj_type", "qkv_bias", "pt_hw_seq_len", "drop_path_rate"):
+            c["vision_config"].pop(key)  # JinaCLIPVisionConfig defaults: False, None, None, True, 16, 0.0
+        c["text_config"]["default_instruction_task"] = "retrieval.query"
+
+    ck = read(_variant(ckpt, tmp_path, config=trim))
+    assert ck.vision_config == read(ckpt).vision_config
+    assert ck.prompt(None) == ck.query_prompt != ""  # a default instruction task prefixes every text
+    vc = json.loads((tmp_path / "variant" / "config.json").read_text())["vision_config"]
+    ClipVisionReference(vc, load_file(str(ckpt / "model.safetensors")))
 
 
 def test_detect_only_claims_jina_clip_v2(ckpt: Path) -> None:

@@ -39,6 +39,12 @@ LN_EPS = 1e-6  # Jina's _build_vision_tower: partial(LayerNorm, eps=1e-6)
 ROPE_THETA = 10000.0  # VisionRotaryEmbeddingFast default (freqs_for='lang')
 # vision_config switches whose published value is the only one this module implements
 REQUIRED = {"subln": True, "naive_swiglu": True, "rope_embeddings": True, "post_norm": False}
+# JinaCLIPVisionConfig's defaults: what Jina's code builds when config.json leaves a key out
+JINA_DEFAULTS = {
+    "embed_dim": 768, "width": 768, "image_size": 224, "patch_size": 16, "layers": 12, "head_width": 64,
+    "mlp_ratio": 4.0, "ls_init_value": None, "qkv_bias": True, "post_norm": False, "rope_embeddings": False,
+    "pt_hw_seq_len": 16, "intp_freq": False, "naive_swiglu": False, "subln": False, "proj_type": None,
+}
 
 
 @dataclass(frozen=True)
@@ -70,8 +76,9 @@ class Eva02Config:
         """Read config.json's `vision_config` (JinaCLIPVisionConfig keys); refuse what this module does not do."""
         if not isinstance(vc, dict):
             raise EmbccError(f"{where} has no vision_config object", "pass a jina-clip-v2 checkpoint as published")
+        vc = {**JINA_DEFAULTS, **vc}
         for key, want in REQUIRED.items():
-            if bool(vc.get(key, not want)) != want:
+            if bool(vc[key]) != want:
                 raise EmbccError(f"{where}: vision_config.{key} is {vc.get(key)!r}; jina-clip-v2 publishes {want}",
                                  "embcc implements the published EVA02 variant only")
         if vc.get("ls_init_value") not in (None, 0, 0.0):
@@ -83,13 +90,11 @@ class Eva02Config:
         try:
             cfg = cls(width=int(vc["width"]), layers=int(vc["layers"]), head_width=int(vc["head_width"]),
                       image_size=int(vc["image_size"]), patch_size=int(vc["patch_size"]),
-                      mlp_ratio=float(vc["mlp_ratio"]), qkv_bias=bool(vc.get("qkv_bias", True)),
-                      pt_hw_seq_len=int(vc.get("pt_hw_seq_len", 16)), intp_freq=bool(vc.get("intp_freq", False)))
-        except KeyError as e:
-            raise EmbccError(f"{where}: vision_config lacks {e.args[0]!r}", "pass the checkpoint's own config.json") from e
+                      mlp_ratio=float(vc["mlp_ratio"]), qkv_bias=bool(vc["qkv_bias"]),
+                      pt_hw_seq_len=int(vc["pt_hw_seq_len"]), intp_freq=bool(vc["intp_freq"]))
         except (TypeError, ValueError) as e:
             raise EmbccError(f"{where}: vision_config has a non-numeric size ({e})", "pass the checkpoint's own config.json") from e
-        embed_dim = int(vc.get("embed_dim", cfg.width))
+        embed_dim = int(vc["embed_dim"])
         problems = (  # checked in order, each only once the ones before it hold
             lambda: cfg.width > 0 and cfg.head_width > 0 and cfg.width % cfg.head_width == 0
             or f"width {cfg.width} is not a positive multiple of head_width {cfg.head_width}",

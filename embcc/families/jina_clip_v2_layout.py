@@ -55,6 +55,7 @@ class ClipCheckpoint:
     text_lora: LoraSet | None  # the stacked adapter(s) as read (scaling folded into B), for inspection
     text_task: str | None  # the adapter always applied (text_config.default_lora_task)
     instructions: dict[str, str]  # task -> prefix (prepended only when a task is asked)
+    default_task: str | None  # text_config.default_instruction_task: the prefix used when no task is asked (null)
     vision_config: eva02.Eva02Config
     vision_weights: dict[str, torch.Tensor]  # Eva02VisionTower names (`vision_model.` stripped)
     preprocessor: dict  # preprocessor_config.json, for embcc.core.images.preprocess
@@ -68,9 +69,10 @@ class ClipCheckpoint:
         return self.vision_config.width
 
     def prompt(self, task: str | None) -> str:
-        """The text prefix of `task`: none without a task, as Jina's encode_text."""
+        """The text prefix of `task`, as Jina's encode_text: without a task, the default instruction task's (none
+        in the published config, whose default_instruction_task is null)."""
         if task is None:
-            return ""
+            return self.instructions.get(self.default_task, "") if self.default_task else ""
         if task not in self.instructions:
             raise EmbccError(f"jina-clip-v2 has no task {task!r}", f"choose one of: {', '.join(self.instructions)} (or none)")
         return self.instructions[task]
@@ -174,9 +176,13 @@ def read(path: Path) -> ClipCheckpoint:
     if any(not isinstance(d, int) or d < 1 or d > vcfg.width for d in dims):
         raise EmbccError(f"{path}: matryoshka_dimensions {dims} are not within 1..{vcfg.width}", "pass the checkpoint's own config.json")
     instructions = settings["task_instructions"] or {}
+    default_task = text_cfg.get("default_instruction_task")
+    if default_task is not None and default_task not in instructions:
+        raise EmbccError(f"{path}: default_instruction_task {default_task!r} has no task_instructions entry",
+                         "pass the checkpoint's own config.json")
     return ClipCheckpoint(
         path=path, config=config, text_config=tcfg, text_weights=weights, text_lora=lora, text_task=task,
-        instructions=dict(instructions), vision_config=vcfg, vision_weights=vision, preprocessor=preprocessor,
+        instructions=dict(instructions), default_task=default_task, vision_config=vcfg, vision_weights=vision, preprocessor=preprocessor,
         matryoshka_dims=sorted(dims), logit_scale=logit, pad_token_id=int(settings["pad_token_id"]),
         max_length=int(settings["max_position_embeddings"]) - 2,
     )

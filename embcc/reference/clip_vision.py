@@ -34,6 +34,12 @@ from embcc.core.images import ImageInput, image_settings, preprocess
 
 PREFIX = "vision_model."
 EPS = 1e-6
+# configuration_clip.JinaCLIPVisionConfig.__init__ defaults (used where config.json leaves a key out)
+VISION_DEFAULTS = {
+    "embed_dim": 768, "width": 768, "image_size": 224, "patch_size": 16, "layers": 12, "head_width": 64,
+    "mlp_ratio": 4.0, "ls_init_value": None, "qkv_bias": True, "post_norm": False, "rope_embeddings": False,
+    "pt_hw_seq_len": 16, "intp_freq": False, "naive_swiglu": False, "subln": False, "proj_type": None,
+}
 
 
 def _rope_tables(head_dim: int, grid: int, pt_seq_len: int, intp_freq: bool, theta: float = 10000) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,17 +69,23 @@ class ClipVisionReference:
 
     def __init__(self, vision_config: dict, tensors: dict[str, torch.Tensor], *, dtype: torch.dtype = torch.float32,
                  preprocessor: dict | None = None, matryoshka_dims: Sequence[int] = ()):
-        vc = vision_config
+        vc = {**VISION_DEFAULTS, **vision_config}
         self.dtype = dtype
-        self.width, self.layers, self.head_width = int(vc["width"]), int(vc["layers"]), int(vc["head_width"])
+        try:
+            self.width, self.layers, self.head_width = int(vc["width"]), int(vc["layers"]), int(vc["head_width"])
+            self.image_size, self.patch_size = int(vc["image_size"]), int(vc["patch_size"])
+        except (TypeError, ValueError) as e:
+            raise EmbccError(f"vision_config has a non-numeric size ({e})", "pass the checkpoint's own config.json") from e
+        if self.head_width <= 0 or self.width % self.head_width or self.patch_size <= 0:
+            raise EmbccError(f"vision_config: width {self.width} / head_width {self.head_width} / patch_size "
+                             f"{self.patch_size} do not make a tower", "pass the checkpoint's own config.json")
         self.heads = self.width // self.head_width
-        self.image_size, self.patch_size = int(vc["image_size"]), int(vc["patch_size"])
         self.scale = self.head_width ** -0.5
         for key, want in (("subln", True), ("naive_swiglu", True), ("rope_embeddings", True), ("post_norm", False)):
-            if bool(vc.get(key, not want)) != want:
+            if bool(vc[key]) != want:
                 raise EmbccError(f"vision_config.{key} is {vc.get(key)!r}; the reference implements jina-clip-v2's {want}",
                                  "pass a jina-clip-v2 checkpoint")
-        if vc.get("ls_init_value") or vc.get("proj_type"):
+        if vc["ls_init_value"] or vc["proj_type"] is not None or int(vc["embed_dim"]) != int(vc["width"]):
             raise EmbccError("vision_config asks for layer scale or a head projection, which jina-clip-v2 does not use",
                              "pass a jina-clip-v2 checkpoint")
         self.w = {k[len(PREFIX):]: v.to(dtype) for k, v in tensors.items() if k.startswith(PREFIX)}
@@ -85,13 +97,13 @@ class ClipVisionReference:
                                      "attn.inner_attn_ln.bias", "attn.proj.weight", "attn.proj.bias",
                                      "mlp.w1.weight", "mlp.w1.bias", "mlp.w2.weight", "mlp.w2.bias",
                                      "mlp.ffn_ln.weight", "mlp.ffn_ln.bias", "mlp.w3.weight", "mlp.w3.bias")]
-            if vc.get("qkv_bias", True):
+            if vc["qkv_bias"]:
                 need += [b + "attn.q_bias", b + "attn.v_bias"]
         missing = [k for k in need if k not in self.w]
         if missing:
             raise EmbccError(f"the checkpoint lacks {PREFIX}{missing[0]} ({len(missing)} missing)", "re-download it")
         self.grid = self.image_size // self.patch_size
-        cos, sin = _rope_tables(self.head_width, self.grid, int(vc.get("pt_hw_seq_len", 16)), bool(vc.get("intp_freq", False)))
+        cos, sin = _rope_tables(self.head_width, self.grid, int(vc["pt_hw_seq_len"]), bool(vc["intp_freq"]))
         if cos.shape[0] != self.grid * self.grid:
             raise EmbccError(f"vision_config: the RoPE grid {int(cos.shape[0] ** 0.5)} does not match the patch grid {self.grid}",
                              "set intp_freq true, as jina-clip-v2 publishes it")
