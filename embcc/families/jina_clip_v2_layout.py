@@ -24,7 +24,7 @@ from transformers import JinaEmbeddingsV3Config
 
 from embcc.core.errors import EmbccError
 from embcc.core.images import image_settings
-from embcc.export.lora import LoraSet, merged_weights
+from embcc.export.lora import LoraSet
 from embcc.families import eva02
 from embcc.families.base import check_tensors, read_config, read_safetensors, weight_files
 from embcc.families.jina_v3_layouts import check_lora, from_original
@@ -138,6 +138,7 @@ def read(path: Path) -> ClipCheckpoint:
                          f"{text_cfg.get('proj_type')!r}", "jina-clip-v2 publishes mean pooling and no projection")
     raw = read_safetensors(weight_files(path))
     text_raw, vision_raw, logit = _split(raw, where=path)
+    del raw  # from here on each bfloat16 tensor is dropped once its float32 copy exists (peak ~5 GB at full size)
 
     tasks = list(settings["lora_adaptations"] or [])
     try:
@@ -145,12 +146,14 @@ def read(path: Path) -> ClipCheckpoint:
     except (TypeError, ValueError, ZeroDivisionError) as e:
         raise EmbccError(f"{path}: lora_alpha / lora_rank are not usable numbers ({e})", "pass the checkpoint's own config.json") from e
     renamed, lora = from_original(text_raw, tasks, scaling, where=path)
+    del text_raw
     tcfg = _text_config(renamed, settings, where=path)
     from transformers import JinaEmbeddingsV3Model
 
     with torch.device("meta"):
         want = {k: v.shape for k, v in JinaEmbeddingsV3Model(tcfg, add_pooling_layer=False).state_dict().items()}
     weights = check_tensors(renamed, want, ignored=("pooler.",), where=path)
+    del renamed
     task = text_cfg.get("default_lora_task")
     if lora is not None:
         check_lora(lora, weights, where=path)
@@ -161,14 +164,16 @@ def read(path: Path) -> ClipCheckpoint:
         if task not in lora.task_names:
             raise EmbccError(f"{path}: default_lora_task {task!r} is not in lora_adaptations {lora.task_names}",
                              "pass the checkpoint's own config.json")
-        weights = merged_weights(weights, lora, task)
+        _merge_in_place(weights, lora, lora.index(task))
     elif lora is not None:
         raise EmbccError(f"{path}: the text tower holds adapters but text_config.default_lora_task is null",
                          "set default_lora_task as the published config.json does (retrieval.query)")
 
     vcfg = eva02.Eva02Config.from_vision_config(config.get("vision_config"), where=path / "config.json")
-    vision = check_tensors({VISION_PREFIX + k: v for k, v in vision_raw.items()},
-                           {VISION_PREFIX + k: s for k, s in eva02.expected_shapes(vcfg).items()}, ignored=(), where=path)
+    prefixed = {VISION_PREFIX + k: vision_raw.pop(k) for k in list(vision_raw)}
+    vision = check_tensors(prefixed, {VISION_PREFIX + k: s for k, s in eva02.expected_shapes(vcfg).items()},
+                           ignored=(), where=path)
+    del prefixed
     vision = {k[len(VISION_PREFIX):]: v for k, v in vision.items()}
 
     preprocessor = _preprocessor(path, vcfg)
@@ -186,6 +191,17 @@ def read(path: Path) -> ClipCheckpoint:
         matryoshka_dims=sorted(dims), logit_scale=logit, pad_token_id=int(settings["pad_token_id"]),
         max_length=int(settings["max_position_embeddings"]) - 2,
     )
+
+
+def _merge_in_place(weights: dict[str, torch.Tensor], lora: LoraSet, t: int, rows: int = 16384) -> None:
+    """W += delta_t for every adapted module (delta in float64, row block by row block, stored float32), so the
+    250,002 x 1024 embedding never needs a second full-size copy."""
+    for module, w in lora.modules.items():
+        base = weights[f"{module}.weight"]
+        a, b = w.A[t].double(), w.B[t].double()
+        for r0 in range(0, base.shape[0], rows):
+            block = b[r0 : r0 + rows] @ a if w.kind == "linear" else a[r0 : r0 + rows] @ b
+            base[r0 : r0 + rows] = (base[r0 : r0 + rows].double() + block).float()
 
 
 def _split(raw: dict[str, torch.Tensor], *, where: Path) -> tuple[dict, dict, float]:
