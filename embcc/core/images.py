@@ -64,22 +64,24 @@ def _load_one(img: ImageInput, index: int) -> Image.Image:
     if isinstance(img, np.ndarray):
         return _to_rgb(_from_array(img, index), f"image {index} (array)")
     if isinstance(img, str) and img.startswith("data:"):
-        return _to_rgb(_open(io.BytesIO(_data_uri(img, index)), f"image {index} (data URI)"), f"image {index}")
+        return _open(io.BytesIO(_data_uri(img, index)), f"image {index} (data URI)")
     if isinstance(img, str) and img.startswith(("http://", "https://")):
         raise EmbccError(f"image {index} is a URL ({img[:60]})", "embcc reads no network; download it and pass the file path")
     if isinstance(img, (str, Path)):
         path = Path(img)
         if not path.is_file():
             raise EmbccError(f"image file {path} does not exist", "pass the path of an image file")
-        return _to_rgb(_open(path, f"image file {path}"), f"image file {path}")
+        return _open(path, f"image file {path}")
     raise EmbccError(f"image {index} is a {type(img).__name__}", "pass file paths, PIL images or uint8 numpy arrays")
 
 
 def _open(source: Path | io.BytesIO, name: str) -> Image.Image:
+    """Decode now (a truncated or corrupt file fails here, not inside a batch) and return an RGB copy, so no
+    file handle stays open (multi-frame files keep theirs until closed: the first frame is used)."""
     try:
-        img = Image.open(source)
-        img.load()  # decode now: a truncated or corrupt file fails here, not later inside a batch
-        return img
+        with Image.open(source) as img:
+            img.load()
+            return _to_rgb(img, name)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         reason = " ".join(str(e).split()) or type(e).__name__
         raise EmbccError(f"{name} is not a readable image ({reason})", "re-encode it as PNG or JPEG") from e
@@ -87,8 +89,9 @@ def _open(source: Path | io.BytesIO, name: str) -> Image.Image:
 
 def _to_rgb(img: Image.Image, name: str) -> Image.Image:
     try:
-        img = ImageOps.exif_transpose(img) or img
-        return img if img.mode == "RGB" else img.convert("RGB")
+        shown = ImageOps.exif_transpose(img)  # a new image (a copy when there is nothing to turn)
+        shown = img.copy() if shown is None or shown is img else shown
+        return shown if shown.mode == "RGB" else shown.convert("RGB")
     except (OSError, ValueError) as e:
         raise EmbccError(f"{name} cannot be converted to RGB ({e})", "re-encode it as an 8-bit RGB PNG or JPEG") from e
 
