@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
@@ -348,6 +349,39 @@ def test_adapter_is_merged_with_alpha_over_rank(ckpt: Path) -> None:
     assert torch.allclose(got, fused, atol=1e-6)
     assert not torch.allclose(got, raw[qkv + "original"].double(), atol=1e-3)  # the adapter did change it
     assert not any(k.startswith(p + "pooler.") for k in raw)
+
+
+def test_text_tower_matches_the_float64_v3_reference(ckpt: Path, tmp_path: Path) -> None:
+    """The text tower read from the CLIP layout = jina-embeddings-v3 (original layout, float64 re-implementation in
+    tests/reference_impls.py) with retrieval.query's adapter and prefix, theta 20,000, mean over non-pad tokens."""
+    from reference_impls import v3_original_reference
+    from tokenizers import Tokenizer
+
+    v3dir = tmp_path / "as-v3"
+    v3dir.mkdir()
+    raw = load_file(str(ckpt / "model.safetensors"))
+    save_file({k.removeprefix("text_model.transformer."): v for k, v in raw.items() if k.startswith("text_model.")},
+              str(v3dir / "model.safetensors"))
+    shutil.copy(ckpt / "tokenizer.json", v3dir / "tokenizer.json")
+    kwargs = json.loads((ckpt / "config.json").read_text())["text_config"]["hf_model_config_kwargs"]
+    (v3dir / "config.json").write_text(json.dumps({
+        **{k: kwargs[k] for k in ("lora_adaptations", "task_instructions", "lora_alpha", "lora_rank")},
+        "rotary_emb_base": 20000.0, "layer_norm_eps": 1e-5, "num_attention_heads": kwargs["num_attention_heads"],
+        "num_hidden_layers": 2, "pad_token_id": 1}))
+    texts = ["a red circle", "zwei Katzen auf dem Sofa, die schlafen", "x"]
+    want = v3_original_reference(v3dir, texts, "retrieval.query", batch_size=3)
+
+    ck = read(ckpt)
+    tok = Tokenizer.from_file(str(ckpt / "tokenizer.json"))
+    tok.enable_padding(pad_id=ck.pad_token_id)
+    ids = torch.tensor([e.ids for e in tok.encode_batch([ck.prompt("retrieval.query") + t for t in texts])])
+    mask = (ids != ck.pad_token_id).long()  # Jina's mask: every non-pad token
+    with torch.no_grad():
+        states = ck.text_model()(input_ids=ids, attention_mask=mask).last_hidden_state.double()
+    pooled = (states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+    got = F.normalize(pooled, dim=-1).numpy()
+    assert mask.min() == 0  # the batch really was padded
+    assert np.abs(got - want).max() <= 1e-5
 
 
 def _variant(ckpt: Path, tmp_path: Path, *, tensors=None, config=None, drop_pre: bool = False) -> Path:
