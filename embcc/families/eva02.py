@@ -92,16 +92,16 @@ class Eva02Config:
                       image_size=int(vc["image_size"]), patch_size=int(vc["patch_size"]),
                       mlp_ratio=float(vc["mlp_ratio"]), qkv_bias=bool(vc["qkv_bias"]),
                       pt_hw_seq_len=int(vc["pt_hw_seq_len"]), intp_freq=bool(vc["intp_freq"]))
+            embed_dim = int(vc["embed_dim"])
         except (TypeError, ValueError) as e:
             raise EmbccError(f"{where}: vision_config has a non-numeric size ({e})", "pass the checkpoint's own config.json") from e
-        embed_dim = int(vc["embed_dim"])
         problems = (  # checked in order, each only once the ones before it hold
             lambda: cfg.width > 0 and cfg.head_width > 0 and cfg.width % cfg.head_width == 0
             or f"width {cfg.width} is not a positive multiple of head_width {cfg.head_width}",
             lambda: cfg.head_width % 4 == 0
             or f"head_width {cfg.head_width} is not a multiple of 4 (2D RoPE rotates pairs on two axes)",
             lambda: 0 < cfg.patch_size <= cfg.image_size  # 512 / 14: a 36 x 36 grid, the last 8 pixels unused
-            or f"image_size {cfg.image_size} is smaller than patch_size {cfg.patch_size}",
+            or f"patch_size {cfg.patch_size} does not fit image_size {cfg.image_size}",
             lambda: cfg.layers > 0 and cfg.mlp_hidden > 0
             or f"layers {cfg.layers} and mlp_ratio {cfg.mlp_ratio} give an empty tower",
             lambda: embed_dim == cfg.width or f"embed_dim {embed_dim} differs from width {cfg.width} (no projection)",
