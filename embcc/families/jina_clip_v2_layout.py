@@ -187,8 +187,8 @@ def read(path: Path) -> ClipCheckpoint:
                          "pass the checkpoint's own config.json")
     return ClipCheckpoint(
         path=path, config=config, text_config=tcfg, text_weights=weights, text_lora=lora, text_task=task,
-        instructions=dict(instructions), default_task=default_task, vision_config=vcfg, vision_weights=vision, preprocessor=preprocessor,
-        matryoshka_dims=sorted(dims), logit_scale=logit, pad_token_id=int(settings["pad_token_id"]),
+        instructions=dict(instructions), default_task=default_task, vision_config=vcfg, vision_weights=vision,
+        preprocessor=preprocessor, matryoshka_dims=sorted(dims), logit_scale=logit, pad_token_id=int(settings["pad_token_id"]),
         max_length=int(settings["max_position_embeddings"]) - 2,
     )
 
