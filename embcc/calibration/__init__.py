@@ -14,12 +14,13 @@ from pathlib import Path
 
 from embcc.calibration import cache
 from embcc.calibration.data import (
+    CALIBRATION_IMAGES,
     DEFAULT_MAX_LENGTH,
     CalibrationText,
     builtin,
     check_tasks,
     corpus_hash,
-    feeds,
+    part_feeds,
     read_file,
 )
 from embcc.calibration.int8 import METHODS, MODES
@@ -90,15 +91,20 @@ def lower(src: Path, where: Path, *, precision: str, spec: ModelSpec, calibratio
     keep = spec.lora == "keep"
     method = calibration.method if precision == "int8" else "fp16-range-and-error"
     dynamic = precision == "int8" and calibration.int8_mode == "dynamic"
-    key = dict(checkpoint=checkpoint_sha256, corpus=corpus_hash(calibration.texts, calibration.max_length),
-               method=method, graph=cache.graph_hash(src))
+    corpus = corpus_hash(calibration.texts, calibration.max_length)
+    if spec.part != "text":  # the image feeds are part of what was measured
+        corpus = f"{corpus}+images{CALIBRATION_IMAGES}"
+    key = dict(checkpoint=checkpoint_sha256, corpus=corpus, method=method, graph=cache.graph_hash(src))
     measured: list[dict] | None = None
 
     def measure() -> list[dict]:
         nonlocal measured
         if measured is None:
-            measured = feeds(calibration.texts, spec, where / "tokenizer.json", keep=keep,
-                             max_length=calibration.max_length)
+            import onnx
+
+            inputs = {i.name for i in onnx.load(str(src), load_external_data=False).graph.input}
+            measured = part_feeds(calibration.texts, spec, where / "tokenizer.json", keep=keep,
+                                  max_length=calibration.max_length, inputs=inputs)
         return measured
 
     quiet = logging.getLogger().level

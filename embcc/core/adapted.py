@@ -45,10 +45,11 @@ class Adapted:
 
 
 def adapt(bundle: Bundle, *, task: str | None, lora: str | None, rope_theta: float | None = None,
-          max_length: int | None = None, role: str | None = None) -> Adapted:
+          max_length: int | None = None, role: str | None = None, part: str = "text") -> Adapted:
     """`lora`: "merge" (one `task` folded in), "keep" (every adapter, chosen per call) or None (no adapters, or a
-    pre-merged checkpoint whose `task` names what it is). `rope_theta` None keeps the checkpoint's value."""
-    spec = bundle.spec
+    pre-merged checkpoint whose `task` names what it is). `rope_theta` None keeps the checkpoint's value. `part`:
+    which part of a multi-part model (text, vision, combined: the family's `parts`)."""
+    spec = bundle.spec if part == "text" else bundle.family.part_spec(bundle, part)
     theta = rope_theta if rope_theta is not None else spec.rope_theta
     if lora == "keep":
         task = None

@@ -23,6 +23,12 @@ class FamilyFacts(Protocol):
 
     def gguf_facts(self, bundle: Bundle) -> Any: ...
 
+    def parts(self, bundle: Bundle) -> tuple[str, ...]: ...
+
+    def part_spec(self, bundle: Bundle, part: str) -> ModelSpec: ...
+
+    def part_module(self, adapted: Any, part: str) -> tuple[torch.nn.Module, Any]: ...
+
 
 @dataclass
 class Bundle:
@@ -35,3 +41,5 @@ class Bundle:
     lora: LoraSet | None = None
     tokenizer_files: list[Path] = field(default_factory=list)
     source_sha256: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # family-specific payloads (another tower's weights)
+    files: list[Path] = field(default_factory=list)  # other files every artifact carries (preprocessor_config.json)

@@ -52,27 +52,31 @@ class ModelSpec:
     task: str | None = None
     precision: str = "fp32"
     role: str | None = None  # the input role texts get by default (v5: "document"); None for families without
-
-    def check_role(self, role: str | None, tasks: list[str]) -> None:
-        """Refuse a role that a family without roles, or one of `tasks`, does not have."""
-        if role is None:
-            return
-        if not any(t.roles for t in self.tasks):
-            raise EmbccError(f"{self.family} inputs have no roles, but role {role!r} was given", "leave out --role")
-        for t in [t for t in self.tasks if t.name in tasks] if tasks else self.tasks:
-            if not tasks and role not in (t.roles or {}):  # kept adapters: the role is every task's default
-                raise EmbccError(f"the graph keeps every task, and task {t.name!r} has no {role!r} role",
-                                 "leave out --role (pass role per encode call), or export --lora merge --task NAME")
-            t.prefix_for(role)
+    # What part of a multi-part model this artifact is: "text", "vision" (images in), or "combined" (Jina's one
+    # graph with both towers); an image part records its preprocessing (preprocessor_config.json's settings).
+    part: str = "text"
+    task_optional: bool = False  # True: no task means no prefix (jina-clip-v2's encode_text)
+    image: dict | None = None
+    multi_vector_dim: int | None = None  # per-token vectors beside the single one (jina-embeddings-v4)
 
     def task_by_name(self, name: str | None) -> Task | None:
-        """The task to run: `name`, or the artifact's own merged task, or None for families without tasks."""
+        """The task to run: `name`, else the artifact's own merged task; None for families without tasks and
+        for families whose task is optional (jina-clip-v2: no task, no prefix). An artifact that holds several
+        tasks (kept adapters) needs one named."""
         if not self.tasks:
             if name is not None:
-                raise EmbccError(f"{self.family} has no tasks, but task {name!r} was given", "leave out --task")
+                raise EmbccError(f"{self.family} has no tasks, but task {name!r} was given", "leave out task")
             return None
+        names = ", ".join(t.name for t in self.tasks)
         if name is None:
-            name = self.task if self.task is not None else self.tasks[0].name
+            if self.task is not None:
+                name = self.task
+            elif self.task_optional:
+                return None
+            elif len(self.tasks) == 1:
+                name = self.tasks[0].name
+            else:
+                raise EmbccError(f"this artifact holds several tasks ({names})", "pass task=NAME")
         for t in self.tasks:
             if t.name == name:
                 if self.lora != "keep" and self.task is not None and name != self.task:
@@ -81,7 +85,6 @@ class ModelSpec:
                         f"use the artifact exported for {name!r}",
                     )
                 return t
-        names = ", ".join(t.name for t in self.tasks)
         raise EmbccError(f"unknown task {name!r} for {self.family}", f"choose one of: {names}")
 
     def check_dim(self, dim: int | None) -> int:

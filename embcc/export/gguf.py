@@ -206,6 +206,14 @@ class GgufFormat(Format):
     def supports(self, bundle: Bundle) -> None:
         facts_of(bundle)
 
+    def parts(self, bundle: Bundle) -> tuple[str, ...]:
+        return ("text",)  # llama.cpp embeds text; image towers have no upstream llama.cpp graph
+
+    def part_refusal(self, bundle: Bundle, part: str) -> tuple[str, str]:
+        why = facts_of(bundle).unsupported_parts.get(part, f"llama.cpp has no {bundle.spec.family} {part} graph")
+        return (f"a {bundle.spec.family} {part} GGUF cannot be written: {why}",
+                f"export the {part} part with --format onnx, and the text tower with --format gguf --part text")
+
     def check(self, bundle: Bundle, values: dict[str, Any], *, cli: bool) -> dict[str, Any]:
         return {"gguf_type": check_type(values.get("gguf_type") or "f32")}
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from embcc.core.adapted import Adapted
+from embcc.core.contract import GraphContract, text_contract
 from embcc.export.lora import TaskSelector, keep_adapters
 
 
@@ -49,8 +50,17 @@ class EmbeddingGraph(nn.Module):
 
 
 def build_graph(adapted: Adapted) -> EmbeddingGraph:
-    """The adapted model as one torch module (merged task folded in, or every adapter kept behind task_id)."""
+    """The adapted text model as one torch module (merged task folded in, or every adapter kept behind task_id)."""
     backbone = adapted.backbone()
     lora = adapted.bundle.lora
     selector = keep_adapters(backbone, lora) if adapted.keeps_adapters and lora is not None else None
     return EmbeddingGraph(backbone, adapted.spec.pooling, selector).eval()
+
+
+def build(adapted: Adapted) -> tuple[nn.Module, GraphContract]:
+    """The module a tracing format exports for the adapted model's part, and its contract: the text part is the
+    graph above; any other part (an image tower, a combined graph) is the family's own module and contract."""
+    if adapted.spec.part == "text":
+        graph = build_graph(adapted)
+        return graph, text_contract(graph.keeps_adapters)
+    return adapted.bundle.family.part_module(adapted, adapted.spec.part)

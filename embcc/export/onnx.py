@@ -21,15 +21,14 @@ import torch
 
 from embcc.core.adapted import Adapted
 from embcc.core.bundle import Bundle
+from embcc.core.contract import GraphContract
 from embcc.core.onnxfile import needs_external
 from embcc.core.spec import ModelSpec
 from embcc.export.base import Format, Option, Plan
-from embcc.export.graph import EmbeddingGraph, build_graph
+from embcc.export.graph import build
 
 OPSET = 18
 MODEL_FILE = "model.onnx"
-INPUTS = ["input_ids", "attention_mask"]
-OUTPUTS = ["text_embeds", "sentence_embedding"]
 PRECISIONS = ("fp32", "fp16", "int8")
 
 PRECISION = Option("precision", "--precision", "fp32 (default) | fp16 | int8", PRECISIONS)
@@ -50,32 +49,30 @@ def param_bytes(module: torch.nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
 
 
-def trace(graph: EmbeddingGraph, out_dir: Path, *, trace_length: int = 16) -> Path:
-    """Write `model.onnx` (plus `model.onnx_data` for large graphs) into `out_dir`; returns the path."""
-    batch, seq = torch.export.Dim("batch", min=1, max=1024), torch.export.Dim("sequence", min=2, max=131072)
-    ids = torch.full((2, trace_length), 5, dtype=torch.long)
-    ids[:, 0] = 0
-    mask = torch.ones_like(ids)
-    mask[1, trace_length // 2 :] = 0
-    args: tuple = (ids, mask)
-    names = list(INPUTS)
-    dynamic: dict = {"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}}
-    if graph.keeps_adapters:
-        args += (torch.zeros(1, dtype=torch.long),)
-        names.append("task_id")
-        dynamic["task_id"] = None
+def trace(module: torch.nn.Module, contract: GraphContract, out_dir: Path) -> Path:
+    """Write `model.onnx` (plus `model.onnx_data` for large graphs) into `out_dir` by `contract`; returns the path."""
+    dims: dict[tuple[str, int, int], torch.export.Dim] = {}
+
+    def dim(spec: tuple[str, int, int]) -> torch.export.Dim:
+        if spec not in dims:
+            dims[spec] = torch.export.Dim(spec[0], min=spec[1], max=spec[2])
+        return dims[spec]
+
+    dynamic = {name: None if axes is None else {a: dim(d) for a, d in axes.items()}
+               for name, axes in contract.dynamic.items()}
     path = Path(out_dir) / MODEL_FILE
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)
         program = torch.onnx.export(
-            graph, args, dynamo=True, input_names=names, output_names=OUTPUTS, dynamic_shapes=dynamic,
-            opset_version=OPSET, optimize=True, verbose=False, report=False,
+            module, tuple(contract.inputs.values()), dynamo=True, input_names=list(contract.inputs),
+            output_names=contract.outputs, dynamic_shapes=dynamic, opset_version=OPSET, optimize=True,
+            verbose=False, report=False,
         )
     _drop_stack_traces(program.model)
-    program.save(str(path), external_data=needs_external(param_bytes(graph)))
-    if graph.keeps_adapters:
-        _free_task_id_rank(path)
+    program.save(str(path), external_data=needs_external(param_bytes(module)))
+    if contract.open_rank:
+        _free_rank(path, contract.open_rank)
     return path
 
 
@@ -89,14 +86,12 @@ def _drop_stack_traces(model) -> None:
         node.metadata_props.pop("pkg.torch.onnx.stack_trace", None)
 
 
-def _free_task_id_rank(path: Path) -> None:
-    """Let task_id be a scalar or a one-element array, as clients of Jina's graph send either.
-
-    The graph reshapes task_id to [1] before use, so its declared input shape can be left open.
-    """
+def _free_rank(path: Path, names: tuple[str, ...]) -> None:
+    """Leave the declared shape of `names` open: task_id may be a scalar or a one-element array, as clients of
+    Jina's graph send either (the graph reshapes it to [1] before use)."""
     model = onnx.load(str(path), load_external_data=False)
     for inp in model.graph.input:
-        if inp.name == "task_id":
+        if inp.name in names:
             inp.type.tensor_type.ClearField("shape")
     onnx.save(model, str(path))  # external tensors keep pointing at model.onnx_data
 
@@ -126,15 +121,15 @@ class OnnxFormat(Format):
     def write(self, adapted: Adapted, where: Path, plan: Plan) -> ModelSpec:
         precision, calib = plan.values["precision"], plan.values["calibration"]
         spec = dataclasses.replace(adapted.spec, precision=precision)
-        graph = build_graph(adapted)
+        module, contract = build(adapted)
         if calib is None:
-            trace(graph, where)
+            trace(module, contract, where)
             return spec
         from embcc.calibration import REPORT, lower
 
         with tempfile.TemporaryDirectory(prefix=".fp32-", dir=where) as fp32:
-            trace(graph, Path(fp32))
-            del graph
+            trace(module, contract, Path(fp32))
+            del module
             report = lower(Path(fp32) / MODEL_FILE, where, precision=precision, spec=spec,
                            calibration=calib, checkpoint_sha256=adapted.bundle.source_sha256)
         (where / REPORT).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")

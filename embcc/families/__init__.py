@@ -10,11 +10,12 @@ from embcc.families.base import Family, read_config
 
 
 def _families() -> list[type[Family]]:
+    from embcc.families.jina_clip_v2 import JinaClipV2
     from embcc.families.jina_v2 import JinaV2
     from embcc.families.jina_v3 import JinaV3
     from embcc.families.jina_v5 import JinaV5
 
-    return [JinaV2, JinaV3, JinaV5]
+    return [JinaV2, JinaV3, JinaV5, JinaClipV2]
 
 
 def family_for(path: Path) -> Family:
@@ -27,7 +28,7 @@ def family_for(path: Path) -> Family:
     arch = ",".join(config.get("architectures") or []) or "no architectures"
     raise EmbccError(
         f"{path} is not a model embcc knows (model_type {kind!r}, {arch})",
-        "embcc compiles jina-embeddings-v2, v3 and v5-text checkpoints in their published layouts",
+        "embcc compiles jina-embeddings-v2, v3, v5-text and jina-clip-v2 checkpoints in their published layouts",
     )
 
 

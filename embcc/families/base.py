@@ -15,9 +15,11 @@ import torch
 from safetensors import safe_open
 
 from embcc.core.bundle import Bundle
+from embcc.core.contract import GraphContract
 from embcc.core.errors import EmbccError
 from embcc.core.files import hash_tree
 from embcc.core.gguf_facts import GgufFacts
+from embcc.core.spec import ModelSpec
 
 WEIGHT_FILE = "model.safetensors"
 WEIGHT_INDEX = "model.safetensors.index.json"
@@ -43,6 +45,18 @@ class Family(ABC):
     def gguf_facts(self, bundle: Bundle) -> GgufFacts | None:
         """The llama.cpp facts for one checkpoint (a family with several backbones picks by the bundle)."""
         return self.gguf
+
+    def parts(self, bundle: Bundle) -> tuple[str, ...]:
+        """The parts of this model an artifact can hold: text only, or also an image tower and a combined graph."""
+        return ("text",)
+
+    def part_spec(self, bundle: Bundle, part: str) -> ModelSpec:
+        """The ModelSpec of a part other than text."""
+        raise EmbccError(f"{self.name} has no {part} part", f"choose one of: {', '.join(self.parts(bundle))}")
+
+    def part_module(self, adapted, part: str) -> tuple[torch.nn.Module, GraphContract]:
+        """The torch module and graph contract of a part other than text (the text part is export.graph's)."""
+        raise EmbccError(f"{self.name} has no {part} part", f"choose one of: {', '.join(self.parts(adapted.bundle))}")
 
     @classmethod
     @abstractmethod

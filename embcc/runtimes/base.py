@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from embcc.core.errors import EmbccError
 from embcc.core.spec import ModelSpec, Task
 from embcc.runtimes.preprocess import Preprocessor, batches, texts_list
 
@@ -60,6 +61,9 @@ class Embedder(ABC):
         self, texts: Iterable[str], task: str | None = None, dim: int | None = None, batch_size: int = 16,
         role: str | None = None,
     ) -> np.ndarray:
+        if self.spec.part == "vision":
+            raise EmbccError("this artifact is an image tower: it embeds images, not texts",
+                             "call encode_images(), or open the text part (text/ or combined/)")
         texts = texts_list(texts)
         dim = self.spec.check_dim(dim)
         if len(texts) == 0:
@@ -71,6 +75,29 @@ class Embedder(ABC):
             input_ids, mask = self.batch(group)
             out.append(np.asarray(self._embed(input_ids, mask, t.id if t else None), dtype=np.float64))
         return normalize(np.concatenate(out)[:, :dim])
+
+    def encode_images(self, images: Iterable, dim: int | None = None, batch_size: int = 8) -> np.ndarray:
+        """float32 [N, dim] L2-normalised image embeddings: paths, PIL images or uint8 arrays, preprocessed by the
+        one image step every runtime and the reference share (embcc.core.images)."""
+        from embcc.core.images import load_images, preprocess
+
+        if self.spec.part not in ("vision", "combined") or not self.spec.image:
+            raise EmbccError(f"this {self.spec.family} artifact embeds texts only (part {self.spec.part!r})",
+                             "open the vision part (vision/ or combined/) of a model with an image tower")
+        if isinstance(images, str | bytes):
+            raise EmbccError("encode_images() takes a list of images, not one", "wrap the image in a list")
+        dim = self.spec.check_dim(dim)
+        items = list(images)
+        if not items:
+            return np.zeros((0, dim), dtype=np.float32)
+        out = []
+        for start in range(0, len(items), batch_size):
+            pixels = preprocess(load_images(items[start:start + batch_size]), self.spec.image)
+            out.append(np.asarray(self._embed_images(pixels), dtype=np.float64))
+        return normalize(np.concatenate(out)[:, :dim])
+
+    def _embed_images(self, pixel_values: np.ndarray) -> np.ndarray:
+        raise EmbccError(f"the {self.runtime} runtime runs no image tower", "open the artifact with onnxruntime")
 
     @abstractmethod
     def _embed(self, input_ids: np.ndarray, attention_mask: np.ndarray, task_id: int | None) -> np.ndarray:

@@ -39,13 +39,32 @@ class OnnxEmbedder(Embedder):
         self.outputs = [o.name for o in self.session.get_outputs()]
 
     def _embed(self, input_ids: np.ndarray, attention_mask: np.ndarray, task_id: int | None) -> np.ndarray:
-        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+        feeds = {"input_ids": input_ids}
+        if "attention_mask" in self.inputs:
+            feeds["attention_mask"] = attention_mask
         if "task_id" in self.inputs:
             if task_id is None:
                 raise EmbccError("this graph selects its adapter by task_id", "pass a task")
             feeds["task_id"] = np.array(task_id, dtype=np.int64)
+        if "pixel_values" in self.inputs:  # Jina's combined graph: a zero-size batch for the image tower
+            s = self._image_size()
+            feeds["pixel_values"] = np.zeros((0, 3, s, s), dtype=np.float32)
+            (sentence,) = self.session.run(["l2norm_text_embeddings"], feeds)
+            return sentence
         if "sentence_embedding" in self.outputs:
             (sentence,) = self.session.run(["sentence_embedding"], feeds)
             return sentence
         (states,) = self.session.run([self.outputs[0]], feeds)
         return pool_numpy(states.astype(np.float64), attention_mask, self.spec.pooling)
+
+    def _image_size(self) -> int:
+        from embcc.core.images import image_settings
+
+        return image_settings(self.spec.image or {}).crop[0]
+
+    def _embed_images(self, pixel_values: np.ndarray) -> np.ndarray:
+        feeds = {"pixel_values": pixel_values.astype(np.float32)}
+        if "input_ids" in self.inputs:  # the combined graph: a zero-size batch for the text tower
+            feeds["input_ids"] = np.zeros((0, 2), dtype=np.int64)
+        (image,) = self.session.run(["l2norm_image_embeddings"], feeds)
+        return image
