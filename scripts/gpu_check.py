@@ -378,7 +378,10 @@ def print_tables(check: Check, env: dict) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=Path(os.environ.get("EMBCC_GPU_OUT", "gpu-check-out")))
+    p.add_argument("--out", type=Path, default=Path(os.environ.get("EMBCC_GPU_OUT", "gpu-check-out")),
+                   help="results (gpu_check.json, gpu_check.log)")
+    p.add_argument("--work", type=Path, default=Path(os.environ.get("EMBCC_GPU_WORK", ".gpu-work")),
+                   help="fixtures, exports, engines and caches; reused by a later run (split a long check in calls)")
     p.add_argument("--dry-run", action="store_true", help="CPU fallback: v2 only, tiny speed model, short timings")
     p.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     p.add_argument("--max-length", type=int, default=512, help="parity artifacts' max length")
@@ -393,21 +396,27 @@ def main() -> int:
     if args.dry_run:
         args.families, args.seconds = ["v2"], min(args.seconds, 0.2)
     args.out.mkdir(parents=True, exist_ok=True)
-    work = args.out / "work"
-    work.mkdir(exist_ok=True)
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
     check = Check(args.out)
     env = environment()
     caps = capabilities(args)
     print("environment:", json.dumps(env), flush=True)
     calib = calibration_file(work, args.calibration_texts)
     run_parity(check, args, work, calib, caps)
+    parity_s = time.perf_counter() - started
     if args.no_speed:
         check.skip("speed", "--no-speed")
     else:
         run_speed(check, args, work, calib, caps)
     print_tables(check, env)
+    elapsed = time.perf_counter() - started
+    print(f"\ntook {elapsed:.0f} s (parity {parity_s:.0f} s, speed {elapsed - parity_s:.0f} s); exports and engines stay "
+          f"in {work} for a next run")
     result = {"environment": env, "capabilities": caps, "parity": check.parity, "speed": check.speed,
               "speed_model": getattr(check, "speed_model", None), "not_run": check.not_run,
+              "seconds": {"parity": parity_s, "total": elapsed},
               "passed": all(r["passed"] for r in check.parity if r["gated"])}
     (args.out / "gpu_check.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nresults: {args.out / 'gpu_check.json'} (tracebacks: {args.out / 'gpu_check.log'})")

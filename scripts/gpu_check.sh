@@ -25,8 +25,13 @@
 # (e.g. carry .gpu-wheels/batch-03); what earlier calls carried stays while the machine is warm, and this script
 # says which parts are still missing. Without onnxruntime-gpu the CUDA rows fall back to torch CUDA (listed).
 #
-# Environment: EMBCC_GPU_PYTHON (python3), EMBCC_GPU_WHEELS, EMBCC_GPU_SITE (.gpu-site), EMBCC_GPU_OUT (default
-# $OUT, else gpu-check-out/), EMBCC_GPU_PART_MB (48), EMBCC_ORT_GPU_VERSION (wheelhouse: onnxruntime-gpu version,
+# A full run (4 families, TensorRT fp16, speed) may take longer than one call allows: split it, e.g.
+#   scripts/gpu_check.sh --no-speed            then   scripts/gpu_check.sh --families v2 --no-tensorrt
+#   (fixtures, exports and engines stay in .gpu-work/ and are reused while the machine is warm)
+#   scripts/gpu_check.sh --trt-precisions fp32 fp16 int8   adds TensorRT fp32 and int8 engines to the parity.
+#
+# Environment: EMBCC_GPU_PYTHON (python3), EMBCC_GPU_WHEELS, EMBCC_GPU_SITE (.gpu-site), EMBCC_GPU_WORK
+# (.gpu-work), EMBCC_GPU_OUT (default $OUT, else gpu-check-out/), EMBCC_GPU_PART_MB (48), EMBCC_ORT_GPU_VERSION (wheelhouse: onnxruntime-gpu version,
 # default the newest; match the machine's CUDA major: the script prints torch's CUDA and onnxruntime's).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
@@ -206,4 +211,4 @@ esac
 setup
 mkdir -p "$OUTDIR"
 say "results go to $OUTDIR"
-"$PY" "$REPO/scripts/gpu_check.py" --out "$OUTDIR" "$@"
+"$PY" "$REPO/scripts/gpu_check.py" --out "$OUTDIR" --work "${EMBCC_GPU_WORK:-$REPO/.gpu-work}" "$@"

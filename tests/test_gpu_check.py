@@ -63,7 +63,8 @@ def test_cpu_fallback_run(tmp_path):
     """The whole script on this CPU machine: set up, parity on v2 (ONNX Runtime CPU stands in), a short speed table;
     CUDA, onnxruntime-gpu and TensorRT are listed as not run, with their reasons."""
     r = _sh("--dry-run", env={"EMBCC_GPU_PYTHON": sys.executable, "EMBCC_GPU_OUT": str(tmp_path / "out"),
-                              "EMBCC_GPU_WHEELS": str(tmp_path / "none"), "EMBCC_GPU_SITE": str(tmp_path / "site")})
+                              "EMBCC_GPU_WHEELS": str(tmp_path / "none"), "EMBCC_GPU_SITE": str(tmp_path / "site"),
+                              "EMBCC_GPU_WORK": str(tmp_path / "work")})
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     result = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
     assert result["passed"] and result["parity"] and result["speed"]

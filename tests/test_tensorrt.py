@@ -460,6 +460,13 @@ def test_profile_beyond_max_length_leaves_nothing(fake_trt, ckpts, tmp_path):
     assert not (tmp_path / "e").exists() and not list(tmp_path.glob(".e*"))
 
 
+def test_dynamic_int8_is_refused_before_any_work(fake_trt, ckpts, tmp_path):
+    fake_trt()
+    with pytest.raises(EmbccError, match="int8_mode dynamic writes ONNX Runtime's integer ops"):
+        export(ckpts["v2-small"], tmp_path / "e", fmt="tensorrt", precision="int8", int8_mode="dynamic")
+    assert not (tmp_path / "e").exists()
+
+
 def test_old_tensorrt_is_refused(fake_trt, ckpts, tmp_path):
     fake_trt("8.6.1")
     with pytest.raises(EmbccError, match="TensorRT 8.6.1 is too old"):

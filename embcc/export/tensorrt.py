@@ -209,10 +209,11 @@ def _logger(trt: ModuleType):
             trt.ILogger.__init__(self)
             self.errors: list[str] = []
 
-        def log(self, severity, msg) -> None:  # noqa: A003 - TensorRT's interface
-            if severity <= trt.ILogger.Severity.ERROR:
+        def log(self, severity, msg) -> None:  # TensorRT's interface
+            sev = trt.ILogger.Severity
+            if severity == sev.ERROR or severity == sev.INTERNAL_ERROR:
                 self.errors.append(str(msg))
-            elif severity <= trt.ILogger.Severity.WARNING:
+            elif severity == sev.WARNING:
                 log.info("TensorRT: %s", msg)
 
     return Collecting()
@@ -276,7 +277,12 @@ def build_engine(trt: ModuleType, onnx_path: Path, profiles: list[Profile], prec
             prof.set_shape(t.name, (p.batch[0], p.seq[0]), (p.batch[1], p.seq[1]), (p.batch[2], p.seq[2]))
         config.add_optimization_profile(prof)
     blob = timing_cache.read_bytes() if timing_cache is not None and timing_cache.is_file() else b""
-    cache = config.create_timing_cache(blob)
+    try:
+        cache = config.create_timing_cache(blob)
+    except Exception:  # noqa: BLE001 - an unreadable cache only costs time: start a fresh one
+        log.info("TensorRT timing cache %s unreadable; starting a new one", timing_cache)
+        blob = b""
+        cache = config.create_timing_cache(b"")
     config.set_timing_cache(cache, False)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -322,6 +328,10 @@ class TensorRtFormat(OnnxFormat):
     def check(self, bundle: Bundle, values: dict[str, Any], *, cli: bool) -> dict[str, Any]:
         flag = "--profile" if cli else "profile"
         out = super().check(bundle, {k: v for k, v in values.items() if k != "profile"}, cli=cli)
+        if values.get("int8_mode") == "dynamic":
+            mode = "--int8-mode" if cli else "int8_mode"
+            raise EmbccError(f"{mode} dynamic writes ONNX Runtime's integer ops, which TensorRT does not take",
+                             f"leave out {mode} (TensorRT builds the static QDQ graph)")
         profiles = parse_profiles(values.get("profile"), flag)
         trt = tensorrt_module()  # one line, nothing on disk, where TensorRT is absent
         out.update(profiles=profiles, profile_flag=flag, cache_dir=values.get("cache_dir"),

@@ -348,11 +348,12 @@ def _check_qdq(nodes: list[onnx.NodeProto], g: _Graph, types: dict[str, int], r:
     r.notes.append(f"{int8_gemms} of {gemms} MatMul/Gemm are int8 x int8 (QDQ on both inputs, per-channel weights); "
                    "the rest (attention's activation products, kept adapters) stay float")
     if output_q:
-        r.notes.append(f"{output_q} MatMul outputs are quantized again (MatMul -> Q/DQ -> Add): TensorRT fuses the "
-                       "QuantizeLinear into the GEMM's output")
+        r.notes.append(f"{output_q} MatMul outputs are quantized again (MatMul -> Q/DQ -> Add): TensorRT can fuse "
+                       "that QuantizeLinear into the GEMM's output")
     if tables:
         r.notes.append(f"{len(tables)} embedding table(s) stored int8 per row (DequantizeLinear -> Gather, "
-                       "weight-only): TensorRT dequantizes them as constants")
+                       "weight-only; whether TensorRT folds that dequantization at build time or runs it per call "
+                       "is unmeasured: see engine size and speed on a GPU)")
 
 
 def _check_weight_scale(gemm: onnx.NodeProto, dq: onnx.NodeProto, g: _Graph, r: Readiness) -> None:

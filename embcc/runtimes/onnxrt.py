@@ -35,7 +35,8 @@ def providers(device: str) -> list:
         raise EmbccError(f"unknown device {device!r}", "choose cpu or cuda")
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         raise EmbccError(f"onnxruntime {ort.__version__} here has no CUDAExecutionProvider (it is the CPU package)",
-                         "pip install embcc[gpu] (onnxruntime-gpu, in place of onnxruntime) on a machine with CUDA")
+                         "pip install embcc[gpu] (onnxruntime-gpu) on a machine with CUDA, and remove the CPU "
+                         "onnxruntime package there (both ship the onnxruntime module)")
     if hasattr(ort, "preload_dlls"):  # CUDA/cuDNN from the nvidia-* wheels (torch's) where the system has none
         with contextlib.suppress(Exception):  # best effort; the session check in OnnxEmbedder says what is missing
             ort.preload_dlls()
