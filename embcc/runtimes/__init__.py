@@ -1,4 +1,4 @@
-"""Runtimes behind one Embedder interface: torch (the reference), ONNX Runtime and llama.cpp."""
+"""Runtimes behind one Embedder interface: torch (the reference), ONNX Runtime (CPU, CUDA), llama.cpp, TensorRT."""
 
 from __future__ import annotations
 
@@ -22,15 +22,32 @@ def onnx_forms(path: Path) -> list[str]:
 
 
 def open_artifact(path: Path, *, threads: int | None = None, max_length: int | None = None,
-                  model_file: str | None = None) -> Embedder:
-    """An Embedder for an artifact directory, chosen by the files it holds (or `model_file` in it)."""
+                  model_file: str | None = None, device: str | None = None) -> Embedder:
+    """An Embedder for an artifact directory, chosen by the files it holds (or `model_file` in it).
+
+    `device`: None (the artifact's own: a TensorRT engine on the GPU, everything else on the CPU), "cpu" or "cuda"
+    (ONNX through onnxruntime-gpu's CUDAExecutionProvider, the portable graph first; engines)."""
     path = Path(path)
+    if device not in (None, "cpu", "cuda"):
+        raise EmbccError(f"unknown device {device!r}", "choose cpu or cuda")
+    if model_file is None and (path / "model.plan").is_file():
+        if device == "cpu":
+            raise EmbccError(f"{path} is a TensorRT engine, which runs on a CUDA GPU only",
+                             "open it with device='cuda', or its ONNX graph on CPU with model_file='model.trt.onnx'")
+        from embcc.runtimes.tensorrt import TensorRTEmbedder
+
+        return TensorRTEmbedder(path, max_length=max_length)
     forms = onnx_forms(path)
-    if forms:
+    if device == "cuda":  # the ONNX Runtime int8 form is for x86 CPUs; the portable graph runs on CUDA
+        forms.sort(key=lambda f: f == "model.ort.onnx")
+    if forms or (model_file or "").endswith(".onnx"):
         from embcc.runtimes.onnxrt import OnnxEmbedder
 
-        return OnnxEmbedder(path, threads=threads, max_length=max_length, model_file=model_file or forms[0])
+        return OnnxEmbedder(path, threads=threads, max_length=max_length, model_file=model_file or forms[0],
+                            device=device or "cpu")
     if (path / "model.gguf").is_file():
+        if device == "cuda":
+            raise EmbccError("embcc runs GGUF artifacts on llama.cpp's CPU build only", "open it with device='cpu'")
         from embcc.runtimes.llamacpp import LlamaCppEmbedder
 
         return LlamaCppEmbedder(path, threads=threads, max_length=max_length)

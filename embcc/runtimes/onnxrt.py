@@ -1,7 +1,12 @@
-"""ONNX Runtime Embedder over an embcc ONNX artifact (or any graph with Jina's v3 input contract)."""
+"""ONNX Runtime Embedder over an embcc ONNX artifact (or any graph with Jina's v3 input contract).
+
+device "cpu" runs CPUExecutionProvider (the onnxruntime package); "cuda" runs CUDAExecutionProvider, which only
+the onnxruntime-gpu package has (`pip install embcc[gpu]`, in place of onnxruntime).
+"""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +27,27 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
     return opts
 
 
+def providers(device: str) -> list:
+    """Execution providers for `device`; a one-line error where this onnxruntime cannot run it."""
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device != "cuda":
+        raise EmbccError(f"unknown device {device!r}", "choose cpu or cuda")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise EmbccError(f"onnxruntime {ort.__version__} here has no CUDAExecutionProvider (it is the CPU package)",
+                         "pip install embcc[gpu] (onnxruntime-gpu) on a machine with CUDA, and remove the CPU "
+                         "onnxruntime package there (both ship the onnxruntime module)")
+    if hasattr(ort, "preload_dlls"):  # CUDA/cuDNN from the nvidia-* wheels (torch's) where the system has none
+        with contextlib.suppress(Exception):  # best effort; the session check in OnnxEmbedder says what is missing
+            ort.preload_dlls()
+    return [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]
+
+
 class OnnxEmbedder(Embedder):
     runtime = "onnxruntime"
 
     def __init__(self, artifact: Path, *, threads: int | None = None, max_length: int | None = None,
-                 model_file: str = "model.onnx"):
+                 model_file: str = "model.onnx", device: str = "cpu"):
         artifact = Path(artifact)
         spec = ModelSpec.read(artifact)
         super().__init__(spec, artifact / "tokenizer.json", max_length)
@@ -34,8 +55,16 @@ class OnnxEmbedder(Embedder):
         path = artifact / model_file
         if not path.is_file():
             raise EmbccError(f"{artifact} has no {model_file}", "export it with --format onnx")
-        self.session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+        self.device = device
+        self.session = ort.InferenceSession(str(path), session_options(threads), providers=providers(device))
+        if device == "cuda":
+            if self.session.get_providers()[0] != "CUDAExecutionProvider":
+                raise EmbccError("onnxruntime-gpu could not start CUDA (its CUDA or cuDNN libraries were not found)",
+                                 "install the CUDA and cuDNN versions this onnxruntime-gpu was built for")
+            self.runtime = "onnxruntime-cuda"
         self.inputs = {i.name for i in self.session.get_inputs()}
+        # task_id: a scalar, or [1] where the graph declares that rank (the graph a TensorRT engine is built from)
+        self.task_shape = next((() if not i.shape else (1,) for i in self.session.get_inputs() if i.name == "task_id"), ())
         self.outputs = [o.name for o in self.session.get_outputs()]
 
     def _embed(self, input_ids: np.ndarray, attention_mask: np.ndarray, task_id: int | None) -> np.ndarray:
@@ -45,7 +74,7 @@ class OnnxEmbedder(Embedder):
         if "task_id" in self.inputs:
             if task_id is None:
                 raise EmbccError("this graph selects its adapter by task_id", "pass a task")
-            feeds["task_id"] = np.array(task_id, dtype=np.int64)
+            feeds["task_id"] = np.full(self.task_shape, task_id, dtype=np.int64)
         if "pixel_values" in self.inputs:  # Jina's combined graph: a zero-size batch for the image tower
             s = self._image_size()
             feeds["pixel_values"] = np.zeros((0, 3, s, s), dtype=np.float32)
