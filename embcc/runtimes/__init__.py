@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from embcc.core.errors import EmbccError
+from embcc.core.spec import SPEC_FILE
 from embcc.runtimes.base import Embedder
 
 # model.onnx is what ONNX Runtime runs (it may hold com.microsoft contrib ops); model.portable.onnx, where present,
@@ -37,9 +38,14 @@ def open_artifact(path: Path, *, threads: int | None = None, max_length: int | N
         from embcc.runtimes.tensorrt import TensorRTEmbedder
 
         return TensorRTEmbedder(path, max_length=max_length)
+    if not (path / SPEC_FILE).is_file() and path.is_dir() and _children(path):
+        from embcc.runtimes.composite import CompositeEmbedder
+
+        return CompositeEmbedder(path, _children(path), threads=threads, max_length=max_length, device=device)
     forms = onnx_forms(path)
-    if device == "cuda":  # the ONNX Runtime int8 form is for x86 CPUs; the portable graph runs on CUDA
-        forms.sort(key=lambda f: f == "model.ort.onnx")
+    if device == "cuda":  # the ONNX Runtime int8 forms are for x86 CPUs; the portable graph runs on CUDA
+        portable = "model.portable.onnx" if "model.portable.onnx" in forms else "model.onnx"
+        forms.sort(key=lambda f: f != portable)
     if forms or (model_file or "").endswith(".onnx"):
         from embcc.runtimes.onnxrt import OnnxEmbedder
 
@@ -52,6 +58,11 @@ def open_artifact(path: Path, *, threads: int | None = None, max_length: int | N
 
         return LlamaCppEmbedder(path, threads=threads, max_length=max_length)
     raise EmbccError(f"{path} holds no artifact embcc can run", "point at a directory written by `embcc export`")
+
+
+def _children(path: Path) -> list[Path]:
+    """The artifact directories below a root holding several (merged tasks, model parts, or both)."""
+    return sorted({p.parent for pattern in (f"*/{SPEC_FILE}", f"*/*/{SPEC_FILE}") for p in path.glob(pattern)})
 
 
 __all__ = ["Embedder", "open_artifact"]
