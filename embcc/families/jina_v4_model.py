@@ -65,7 +65,10 @@ def _build(cls: type, cfg: Any, weights: dict[str, torch.Tensor], buffers: dict[
 
 def language_model(ckpt: V4Checkpoint, weights: dict[str, torch.Tensor] | None = None, **rope: Any) -> nn.Module:
     """transformers' Qwen2_5_VLTextModel with the checkpoint's (or the given, native-named) weights."""
-    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLRotaryEmbedding, Qwen2_5_VLTextModel
+    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
+        Qwen2_5_VLRotaryEmbedding,
+        Qwen2_5_VLTextModel,
+    )
 
     weights = ckpt.weights if weights is None else weights
     prefix = "model.language_model."
@@ -255,6 +258,52 @@ class V4ImageEmbedder:
             return self.text.decode(embeds, attention_mask, pos, pool, task_id)
 
 
+# ---- ONNX ---------------------------------------------------------------------------------------------------------
+
+
+def export_onnx(graph: V4TextGraph | V4DecoderGraph, path: Path, *, opset: int = 18) -> Path:
+    """Trace a text or decoder graph with torch.onnx's dynamo exporter, batch and sequence dynamic.
+
+    Text graph inputs: input_ids, attention_mask (int64 [B, L]) [, task_id]; decoder graph inputs:
+    inputs_embeds [B, L, H], attention_mask, position_ids (int64 [3, B, L]), pool_mask [, task_id]. Outputs:
+    text_embeds [B, L, H], sentence_embedding [B, H] (L2), multi_vector_embeddings [B, L, 128] (L2, x mask)."""
+    import logging
+    import warnings
+
+    from embcc.core.onnxfile import needs_external
+    from embcc.export.onnx import _drop_stack_traces, _free_task_id_rank, param_bytes
+
+    batch, seq = torch.export.Dim("batch", min=1, max=1024), torch.export.Dim("sequence", min=2, max=131072)
+    mask = torch.ones(2, 16, dtype=torch.long)
+    mask[1, 8:] = 0
+    if isinstance(graph, V4DecoderGraph):
+        hidden = graph.text.model.language_model.config.hidden_size
+        pool = mask.clone()  # a distinct tensor: the exporter would otherwise fold the two inputs into one
+        pool[0, :3] = 0
+        args: tuple = (torch.randn(2, 16, hidden), mask, text_positions(mask).contiguous(), pool)
+        dynamic: dict = {"inputs_embeds": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq},
+                         "position_ids": {1: batch, 2: seq}, "pool_mask": {0: batch, 1: seq}}
+    else:
+        ids = torch.full((2, 16), 5, dtype=torch.long)
+        args = (ids, mask)
+        dynamic = {"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}}
+    if graph.keeps_adapters:
+        args += (torch.zeros(1, dtype=torch.long),)
+        dynamic["task_id"] = None
+    path = Path(path)
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")
+        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        program = torch.onnx.export(graph, args, dynamo=True, input_names=list(dynamic), output_names=OUTPUTS,
+                                    dynamic_shapes=dynamic, opset_version=opset, optimize=True, verbose=False,
+                                    report=False)
+    _drop_stack_traces(program.model)
+    program.save(str(path), external_data=needs_external(param_bytes(graph)))
+    if graph.keeps_adapters:
+        _free_task_id_rank(path)
+    return path
+
+
 # ---- GGUF (llama.cpp `qwen2vl`, text only, merged per task, as Jina publishes) ----------------------------------
 
 
@@ -318,6 +367,6 @@ GGUF_FACTS = GgufFacts(
 )
 
 
-__all__ = ["GGUF_FACTS", "OUTPUTS", "V4DecoderGraph", "V4ImageEmbedder", "V4TextGraph", "V4VisionEncoder",
+__all__ = ["GGUF_FACTS", "OUTPUTS", "V4DecoderGraph", "V4ImageEmbedder", "V4TextGraph", "V4VisionEncoder", "export_onnx",
            "build_text_graph", "build_vision_encoder", "image_prompt", "language_model", "text_config",
            "text_positions", "vision_span"]
