@@ -270,6 +270,30 @@ def test_reader_facts_and_names(ckpt: V4Checkpoint, v4_dir: Path):
         ckpt.prefix("retrieval", "document")
 
 
+def test_flat_config_reads_the_same(ckpt, merged, v4_dir, tmp_path):
+    """The Qwen2.5-VL hub style (text keys only at the top level, no text_config) reads to the same model."""
+    d = tmp_path / "flat"
+    shutil.copytree(v4_dir, d)
+    _config(d, lambda c: c.pop("text_config"))
+    flat = read(d)
+    assert (flat.rope_theta, flat.mrope_section, flat.hidden_size) == (ckpt.rope_theta, ckpt.mrope_section, 64)
+    texts = list(PROBES[:8])
+    a, _ = run_graph(build_text_graph(flat, task="code"), d, texts, "Query: ")
+    b, _ = run_graph(merged["code"], v4_dir, texts, "Query: ")
+    assert np.array_equal(a, b)
+
+
+def test_reference_is_independent_of_the_export_side():
+    import ast
+
+    import embcc.reference.jina_v4 as module
+
+    tree = ast.parse(Path(module.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not [m for m in imported if m.startswith(("embcc.families", "embcc.export", "embcc.runtimes"))]
+
+
 # ---- the text graph ------------------------------------------------------------------------------------------------
 
 
