@@ -75,6 +75,8 @@ def _write_metadata(w, facts: GgufFacts, bundle: Bundle, spec: ModelSpec, gguf_t
         full = f"{arch}.{key}"
         if isinstance(value, bool):
             w.add_bool(full, value)
+        elif isinstance(value, list | tuple):  # e.g. qwen2vl's rope.dimension_sections (int32 array)
+            w.add_array(full, [int(v) for v in value])
         elif isinstance(value, float):
             w.add_float32(full, value)
         else:
