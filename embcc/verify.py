@@ -83,6 +83,16 @@ def ranking_agreement(ref: np.ndarray, got: np.ndarray, k: int = 10) -> float:
     return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a, b)]))
 
 
+def top_k_agreement(ref_scores: np.ndarray, got_scores: np.ndarray, k: int) -> float:
+    """Mean overlap of each row's k best-scored columns under the two score matrices [rows, columns]."""
+    k = min(k, ref_scores.shape[1])
+
+    def top(s: np.ndarray) -> np.ndarray:
+        return np.argsort(-s, axis=1, kind="stable")[:, :k]
+
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top(ref_scores), top(got_scores))]))
+
+
 def compare(ref: np.ndarray, got: np.ndarray, bar: dict) -> dict:
     """Parity figures and the verdict; a non-finite value in the artifact's output fails any bar."""
     ref64, got64 = ref.astype(np.float64), got.astype(np.float64)
@@ -120,6 +130,32 @@ def parity(artifact: Embedder, reference, *, tasks: list[str | None], bar: dict,
     return rows
 
 
+def multi_parity(artifact: Embedder, reference, *, tasks: list[str | None], bar: dict, name: str,
+                 graph: str | None, max_length: int, texts: list[str] | None = None,
+                 reference_role: str | None = None, queries: int = 16) -> list[TaskParity]:
+    """Multi-vector rows (jina-embeddings-v4): per-token cosines of the two multi-vectors, and MaxSim scores of
+    the first probe texts (queries) against the rest (documents) with each query's ranking of them."""
+    from embcc.runtimes.base import maxsim
+
+    texts = (PROBES if texts is None else texts)[: queries + 48]
+    rows = []
+    for task in tasks:
+        ref = reference.encode(texts, task=task, role=reference_role, max_length=max_length, vectors="multi")
+        got = artifact.encode(texts, task=task, vectors="multi")
+        if [len(r) for r in ref] != [len(g) for g in got]:
+            raise AssertionError("the artifact's multi-vectors have other token counts than the reference's")
+        tokens = compare(np.concatenate(ref), np.concatenate(got), {k: v for k, v in bar.items() if k != "ranking_agreement"})
+        s_ref, s_got = maxsim(ref[:queries], ref[queries:]), maxsim(got[:queries], got[queries:])
+        agree = top_k_agreement(s_ref, s_got, 10)
+        passed = tokens["passed"] and agree >= bar.get("ranking_agreement", 0.0)
+        failed = tokens["failed"] + ([] if agree >= bar.get("ranking_agreement", 0.0) else ["ranking_agreement"])
+        result = "FAIL" if not passed else ("pass" if bar else "reported (not gated)")
+        rows.append(TaskParity(name, f"{task} (multi)", len(texts), tokens["min_cosine"], tokens["mean_cosine"],
+                               tokens["max_abs_diff"], agree, bar, passed, result, graph, artifact.runtime,
+                               tokens["finite"], failed))
+    return rows
+
+
 def image_parity(artifact: Embedder, reference, *, bar: dict, name: str, graph: str | None, cross_modal: bool,
                  max_length: int, images: list | None = None) -> list[TaskParity]:
     """Image rows: the built-in probe images through both; with `cross_modal`, text-to-image retrieval on the
@@ -140,9 +176,7 @@ def image_parity(artifact: Embedder, reference, *, bar: dict, name: str, graph: 
         # is reported: one swapped neighbour among 8 pairs moves it by 0.04
         gate = {k: v for k, v in bar.items() if k != "ranking_agreement"}
         x = compare(ref_sim, got_sim, gate)
-        k = min(3, len(pictures))
-        top = lambda s: np.argsort(-s, axis=1, kind="stable")[:, :k]  # noqa: E731
-        agree = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top(ref_sim), top(got_sim))]))
+        agree = top_k_agreement(ref_sim, got_sim, 3)
         rows.append(TaskParity(name, "text->image", len(pairs), x["min_cosine"], x["mean_cosine"], x["max_abs_diff"],
                                agree, gate, x["passed"], x["result"], graph, artifact.runtime, x["finite"],
                                x["failed"]))
@@ -192,6 +226,10 @@ def verify(artifact_path: str | Path, reference: str | Path | Bundle, *, texts: 
                 if spec.part in ("text", "combined"):
                     rows += parity(embedder, ref, tasks=tasks, bar=BARS[spec.precision], name=name, texts=texts,
                                    max_length=length, reference_role=options.get("role"), graph=graph)
+                if spec.multi_vector_dim and spec.part == "text":
+                    rows += multi_parity(embedder, ref, tasks=tasks, bar=BARS[spec.precision], name=name,
+                                         graph=graph, max_length=length, texts=texts,
+                                         reference_role=options.get("role"))
                 if spec.part in ("vision", "combined"):
                     rows += image_parity(embedder, ref, bar=BARS[spec.precision], name=name, graph=graph,
                                          cross_modal=spec.part == "combined", max_length=length)

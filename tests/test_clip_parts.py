@@ -293,11 +293,16 @@ def test_reference_encode_truncates_then_normalises(ckpt: Path) -> None:
 def test_onnx_export_matches_torch_with_a_dynamic_batch(ckpt: Path, pixels: torch.Tensor, tmp_path: Path) -> None:
     import onnxruntime as ort
 
+    from embcc.core.adapted import adapt
+    from embcc.export.onnx import trace
+    from embcc.families import load
+
     tower = read(ckpt).vision_tower()
-    path = eva02.export_onnx(tower, tmp_path / "vision.onnx")
+    module, contract = load(ckpt).family.part_module(adapt(load(ckpt), task=None, lora=None, part="vision"), "vision")
+    path = trace(module, contract, tmp_path)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == ["pixel_values"]
-    assert [o.name for o in sess.get_outputs()] == ["image_embeddings"]
+    assert [o.name for o in sess.get_outputs()] == ["image_embeddings", "l2norm_image_embeddings"]
     for batch in (1, 5, len(pixels)):
         x = pixels[:batch]
         got = sess.run(None, {"pixel_values": x.numpy()})[0]

@@ -23,6 +23,7 @@ from tokenizers import Tokenizer
 
 from embcc.core.errors import EmbccError
 from embcc.core.lora import LoraSet, LoraWeights
+from embcc.export.onnx import trace
 from embcc.families.jina_v4_layout import V4Checkpoint, detect, read
 from embcc.families.jina_v4_model import (
     GGUF_FACTS,
@@ -30,7 +31,7 @@ from embcc.families.jina_v4_model import (
     V4ImageEmbedder,
     build_text_graph,
     build_vision_encoder,
-    export_onnx,
+    contract,
     vision_span,
 )
 from embcc.fixtures import jina_v4 as fixture
@@ -46,7 +47,7 @@ F64 = torch.float64
 def v4_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("v4") / "ckpt"
     d.mkdir()
-    fixture.write(d, size="tiny", seed=0, lora_alpha=ALPHA)
+    fixture.write("jina-v4", d, size="tiny", seed=0, lora_alpha=ALPHA)
     return d
 
 
@@ -243,7 +244,7 @@ def test_fixture_is_in_the_published_layout(tmp_path: Path, v4_dir: Path):
     assert tok.encode("Query: hi").ids == tok.encode("Query: hi", add_special_tokens=False).ids  # nothing appended
     default = tmp_path / "default"
     default.mkdir()
-    fixture.write(default, size="tiny", seed=1)
+    fixture.write("jina-v4", default, size="tiny", seed=1)
     c = read(default)
     assert (c.lora_rank, c.lora_alpha) == (32, 32.0)  # the published hyperparameters
 
@@ -351,7 +352,7 @@ def test_onnx_text_graph_matches_torch(ckpt, merged, kept, tmp_path, mode):
     import onnxruntime as ort
 
     graph = merged["text-matching"] if mode == "merge" else kept
-    path = export_onnx(graph, tmp_path / "model.onnx")
+    path = trace(graph, contract(graph), tmp_path)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == ["input_ids", "attention_mask"] + (["task_id"] if mode == "keep" else [])
     assert [o.name for o in sess.get_outputs()] == ["text_embeds", "sentence_embedding", "multi_vector_embeddings"]
@@ -414,7 +415,8 @@ def test_image_decoder_graph_through_onnx(ckpt, ref, kept, tmp_path):
     pos = emb.positions(ids, mask, batch["image_grid_thw"])
     assert not torch.equal(pos[0], pos[1])  # real 3-D positions: the sections differ on image tokens
     pool = vision_span(ids, ckpt.vision_start_token_id, ckpt.vision_end_token_id).long()
-    path = export_onnx(V4DecoderGraph(kept), tmp_path / "decoder.onnx")
+    decoder = V4DecoderGraph(kept)
+    path = trace(decoder, contract(decoder), tmp_path)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     _, single, _ = sess.run(None, {"inputs_embeds": embeds.numpy(), "attention_mask": mask.numpy(),
                                    "position_ids": pos.numpy(), "pool_mask": pool.numpy(),

@@ -84,7 +84,7 @@ def _write_metadata(w, facts: GgufFacts, bundle: Bundle, spec: ModelSpec, gguf_t
     w.add_context_length(spec.max_length)
     w.add_causal_attention(facts.causal)
     w.add_pooling_type(gguf.PoolingType(POOLING[spec.pooling]))
-    if spec.position == "rope":
+    if spec.position in ("rope", "mrope"):
         w.add_rope_freq_base(float(spec.rope_theta))
     write_vocab(w, vocab, facts.pre_tokenizer, n_types)
 
@@ -226,7 +226,8 @@ class GgufFormat(Format):
         from embcc.runtimes.llamacpp import load_check
 
         gguf_type = plan.values["gguf_type"]
-        spec = dataclasses.replace(adapted.spec, precision=gguf_type)
+        # GGUF files are text-only, single-vector (a multi-vector projector stays out, as in Jina's GGUFs)
+        spec = dataclasses.replace(adapted.spec, precision=gguf_type, multi_vector_dim=None)
         if spec.lora == "keep":  # one adapter file per task asked for; the artifact offers exactly those
             spec = dataclasses.replace(spec, tasks=[t for t in spec.tasks if t.name in plan.tasks])
         write_model(adapted, where / MODEL_FILE, spec, gguf_type)

@@ -11,7 +11,7 @@ from torch import nn
 
 from embcc.core.adapted import Adapted
 from embcc.core.contract import GraphContract, text_contract
-from embcc.export.lora import TaskSelector, keep_adapters
+from embcc.core.lora import TaskSelector, keep_adapters
 
 
 def pool(states: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -60,7 +60,8 @@ def build_graph(adapted: Adapted) -> EmbeddingGraph:
 def build(adapted: Adapted) -> tuple[nn.Module, GraphContract]:
     """The module a tracing format exports for the adapted model's part, and its contract: the text part is the
     graph above; any other part (an image tower, a combined graph) is the family's own module and contract."""
-    if adapted.spec.part == "text":
+    family = adapted.bundle.family
+    if adapted.spec.part == "text" and "text" not in getattr(family, "own_parts", ()):
         graph = build_graph(adapted)
         return graph, text_contract(graph.keeps_adapters)
-    return adapted.bundle.family.part_module(adapted, adapted.spec.part)
+    return family.part_module(adapted, adapted.spec.part)

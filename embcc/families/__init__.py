@@ -13,9 +13,10 @@ def _families() -> list[type[Family]]:
     from embcc.families.jina_clip_v2 import JinaClipV2
     from embcc.families.jina_v2 import JinaV2
     from embcc.families.jina_v3 import JinaV3
+    from embcc.families.jina_v4 import JinaV4
     from embcc.families.jina_v5 import JinaV5
 
-    return [JinaV2, JinaV3, JinaV5, JinaClipV2]
+    return [JinaV2, JinaV3, JinaV5, JinaClipV2, JinaV4]
 
 
 def family_for(path: Path) -> Family:
@@ -28,7 +29,7 @@ def family_for(path: Path) -> Family:
     arch = ",".join(config.get("architectures") or []) or "no architectures"
     raise EmbccError(
         f"{path} is not a model embcc knows (model_type {kind!r}, {arch})",
-        "embcc compiles jina-embeddings-v2, v3, v5-text and jina-clip-v2 checkpoints in their published layouts",
+        "embcc compiles jina-embeddings-v2, v3, v4, v5-text and jina-clip-v2 checkpoints in their published layouts",
     )
 
 

@@ -40,6 +40,7 @@ class Family(ABC):
 
     name: ClassVar[str]
     layouts: ClassVar[tuple[str, ...]] = ()
+    own_parts: ClassVar[tuple[str, ...]] = ()  # parts whose module the family builds itself (even text)
     gguf: ClassVar[GgufFacts | None] = None  # llama.cpp architecture, names gguf-py lacks (None: no GGUF)
 
     def gguf_facts(self, bundle: Bundle) -> GgufFacts | None:

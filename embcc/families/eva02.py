@@ -233,27 +233,5 @@ def build(cfg: Eva02Config, weights: dict[str, torch.Tensor]) -> Eva02VisionTowe
     return tower.float().eval().requires_grad_(False)
 
 
-def export_onnx(tower: Eva02VisionTower, path: Path, *, opset: int = 18, max_batch: int = 1024) -> Path:
-    """Trace `tower` with torch.onnx's dynamo exporter: input `pixel_values` [batch, 3, S, S] (batch dynamic),
-    output `image_embeddings` [batch, width] (before L2). Weights over 2 GB go to `<name>_data`."""
-    import logging
-    import warnings
-
-    s = tower.cfg.image_size
-    example = torch.zeros(2, 3, s, s)
-    batch = torch.export.Dim("batch", min=1, max=max_batch)
-    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-        warnings.simplefilter("ignore")
-        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-        program = torch.onnx.export(
-            tower, (example,), dynamo=True, input_names=["pixel_values"], output_names=["image_embeddings"],
-            dynamic_shapes={"pixel_values": {0: batch}}, opset_version=opset, optimize=True, verbose=False,
-            report=False,
-        )
-    big = sum(p.numel() * p.element_size() for p in tower.parameters()) > 2 * 1024**3 - 64 * 1024**2
-    program.save(str(path), external_data=big)
-    return Path(path)
-
-
 def num_params(cfg: Eva02Config) -> int:
     return sum(math.prod(s) for s in expected_shapes(cfg).values())

@@ -6,7 +6,7 @@ and 3-D positions), each part transformers' own module:
 - `V4TextGraph` (text inputs): Qwen2_5_VLTextModel + the multi-vector projector; forward(input_ids,
   attention_mask[, task_id]) -> (token states, single vector, multi-vector) from ONE forward pass. Text positions
   are M-RoPE with all three sections equal to the 1-D position (cumsum of the mask, so left and right padding
-  agree). The task's adapter is merged, or all adapters are kept behind task_id (export/lora.keep_adapters).
+  agree). The task's adapter is merged, or all adapters are kept behind task_id (core.lora.keep_adapters).
   Traceable by torch.onnx.export(dynamo=True) with dynamic batch and sequence.
 - `V4DecoderGraph`: the same decoder over given embeddings, attention mask, positions [3, B, L] and pooling mask
   (the image path's decoder; also traceable).
@@ -30,10 +30,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from embcc.core.contract import GraphContract, text_contract
 from embcc.core.errors import EmbccError
 from embcc.core.gguf_facts import GgufFacts
-from embcc.core.lora import merged_weights
-from embcc.export.lora import TaskSelector, keep_adapters
+from embcc.core.lora import TaskSelector, keep_adapters, merged_weights
 from embcc.families.jina_v4_layout import IMAGE_PROMPT, PROJECTOR, V4Checkpoint
 
 OUTPUTS = ["text_embeds", "sentence_embedding", "multi_vector_embeddings"]
@@ -261,47 +261,28 @@ class V4ImageEmbedder:
 # ---- ONNX ---------------------------------------------------------------------------------------------------------
 
 
-def export_onnx(graph: V4TextGraph | V4DecoderGraph, path: Path, *, opset: int = 18) -> Path:
-    """Trace a text or decoder graph with torch.onnx's dynamo exporter, batch and sequence dynamic.
+def contract(graph: V4TextGraph | V4DecoderGraph) -> GraphContract:
+    """The ONNX contract of a text or decoder graph, batch and sequence dynamic.
 
     Text graph inputs: input_ids, attention_mask (int64 [B, L]) [, task_id]; decoder graph inputs:
     inputs_embeds [B, L, H], attention_mask, position_ids (int64 [3, B, L]), pool_mask [, task_id]. Outputs:
     text_embeds [B, L, H], sentence_embedding [B, H] (L2), multi_vector_embeddings [B, L, 128] (L2, x mask)."""
-    import logging
-    import warnings
-
-    from embcc.core.onnxfile import needs_external
-    from embcc.export.onnx import _drop_stack_traces, _free_task_id_rank, param_bytes
-
-    batch, seq = torch.export.Dim("batch", min=1, max=1024), torch.export.Dim("sequence", min=2, max=131072)
+    if not isinstance(graph, V4DecoderGraph):
+        return text_contract(graph.keeps_adapters, outputs=tuple(OUTPUTS))
+    batch, seq = ("batch", 1, 1024), ("sequence", 2, 131072)
     mask = torch.ones(2, 16, dtype=torch.long)
     mask[1, 8:] = 0
-    if isinstance(graph, V4DecoderGraph):
-        hidden = graph.text.model.language_model.config.hidden_size
-        pool = mask.clone()  # a distinct tensor: the exporter would otherwise fold the two inputs into one
-        pool[0, :3] = 0
-        args: tuple = (torch.randn(2, 16, hidden), mask, text_positions(mask).contiguous(), pool)
-        dynamic: dict = {"inputs_embeds": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq},
-                         "position_ids": {1: batch, 2: seq}, "pool_mask": {0: batch, 1: seq}}
-    else:
-        ids = torch.full((2, 16), 5, dtype=torch.long)
-        args = (ids, mask)
-        dynamic = {"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}}
+    hidden = graph.text.model.language_model.config.hidden_size
+    pool = mask.clone()  # a distinct tensor: the exporter would otherwise fold the two inputs into one
+    pool[0, :3] = 0
+    inputs = {"inputs_embeds": torch.randn(2, 16, hidden), "attention_mask": mask,
+              "position_ids": text_positions(mask).contiguous(), "pool_mask": pool}
+    dynamic: dict = {"inputs_embeds": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq},
+                     "position_ids": {1: batch, 2: seq}, "pool_mask": {0: batch, 1: seq}}
     if graph.keeps_adapters:
-        args += (torch.zeros(1, dtype=torch.long),)
+        inputs["task_id"] = torch.zeros(1, dtype=torch.long)
         dynamic["task_id"] = None
-    path = Path(path)
-    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-        warnings.simplefilter("ignore")
-        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-        program = torch.onnx.export(graph, args, dynamo=True, input_names=list(dynamic), output_names=OUTPUTS,
-                                    dynamic_shapes=dynamic, opset_version=opset, optimize=True, verbose=False,
-                                    report=False)
-    _drop_stack_traces(program.model)
-    program.save(str(path), external_data=needs_external(param_bytes(graph)))
-    if graph.keeps_adapters:
-        _free_task_id_rank(path)
-    return path
+    return GraphContract(inputs, list(OUTPUTS), dynamic, ("task_id",) if graph.keeps_adapters else ())
 
 
 # ---- GGUF (llama.cpp `qwen2vl`, text only, merged per task, as Jina publishes) ----------------------------------
@@ -367,6 +348,6 @@ GGUF_FACTS = GgufFacts(
 )
 
 
-__all__ = ["GGUF_FACTS", "OUTPUTS", "V4DecoderGraph", "V4ImageEmbedder", "V4TextGraph", "V4VisionEncoder", "export_onnx",
+__all__ = ["GGUF_FACTS", "OUTPUTS", "V4DecoderGraph", "V4ImageEmbedder", "V4TextGraph", "V4VisionEncoder", "contract",
            "build_text_graph", "build_vision_encoder", "image_prompt", "language_model", "text_config",
            "text_positions", "vision_span"]

@@ -81,6 +81,8 @@ def detect(checkpoint: str | Path) -> tuple[str, str]:
     if not isinstance(config, dict):
         raise EmbccError(f"{ckpt}/config.json is not a JSON object", "repair or re-download it")
     kind = config.get("model_type")
+    if "JinaEmbeddingsV4Model" in (config.get("architectures") or []):
+        return "jina-v4", "base"
     if "JinaCLIPModel" in (config.get("architectures") or []) or kind == "jina_clip":
         return "jina-clip-v2", "original"
     if kind == "jina_embeddings_v3":
@@ -116,6 +118,13 @@ def reference_for(checkpoint: str | Path, *, rope_theta: float | None = None) ->
         from embcc.reference.jina_v5 import V5Reference
 
         return V5Reference(ckpt, config, rope_theta)
+    if family == "jina-v4":
+        if rope_theta is not None:
+            raise EmbccError("the jina-embeddings-v4 reference runs at the checkpoint's own RoPE base",
+                             "export v4 without --rope-theta")
+        from embcc.reference.jina_v4 import JinaV4Reference
+
+        return JinaV4Reference(ckpt)
     if family == "jina-clip-v2":
         from embcc.reference.jina_clip_v2 import ClipReference
 

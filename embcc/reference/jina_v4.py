@@ -242,10 +242,25 @@ class JinaV4Reference:
             return out
         return np.concatenate(out) if out else np.zeros((0, dim or self.hidden_size), np.float32)
 
+    def close(self) -> None:
+        self.model = None
+
+    def __enter__(self) -> JinaV4Reference:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def describe(self) -> dict[str, Any]:
+        import peft
+        import transformers
+
         lc = self.lora_config
         ip = self.image_processor
         return {
+            "class": "Qwen2_5_VLForConditionalGeneration (+ multi-vector projector)",
+            "library": f"transformers {transformers.__version__} + peft {peft.__version__}",
+            "adapters": "PEFT LoRA per task (inject_adapter_in_model), unmerged, chosen per call",
             "reference": "transformers Qwen2_5_VLForConditionalGeneration + PEFT LoRA (unmerged)",
             "dtype": "float32",
             "attention": self.model.config.text_config._attn_implementation,

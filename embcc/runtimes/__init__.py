@@ -6,7 +6,7 @@ from pathlib import Path
 
 from embcc.core.errors import EmbccError
 from embcc.core.spec import SPEC_FILE
-from embcc.runtimes.base import Embedder
+from embcc.runtimes.base import Embedder, maxsim
 
 # model.onnx is what ONNX Runtime runs (it may hold com.microsoft contrib ops); model.portable.onnx, where present,
 # is the standard-ops graph other consumers (TensorRT) read. Artifacts written before that rule (embcc 0.1) named
@@ -65,4 +65,4 @@ def _children(path: Path) -> list[Path]:
     return sorted({p.parent for pattern in (f"*/{SPEC_FILE}", f"*/*/{SPEC_FILE}") for p in path.glob(pattern)})
 
 
-__all__ = ["Embedder", "open_artifact"]
+__all__ = ["Embedder", "maxsim", "open_artifact"]

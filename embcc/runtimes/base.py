@@ -59,22 +59,37 @@ class Embedder(ABC):
 
     def encode(
         self, texts: Iterable[str], task: str | None = None, dim: int | None = None, batch_size: int = 16,
-        role: str | None = None,
-    ) -> np.ndarray:
+        role: str | None = None, vectors: str = "single",
+    ) -> np.ndarray | list[np.ndarray]:
+        """Single vectors: float32 [N, dim], L2-normalised (Matryoshka `dim`). vectors="multi" (models with a
+        multi-vector head, jina-embeddings-v4): a list of float32 [n_tokens_i, D] arrays, padding removed."""
         if self.spec.part == "vision":
             raise EmbccError("this artifact is an image tower: it embeds images, not texts",
                              "call encode_images(), or open the text part (text/ or combined/)")
+        if vectors not in ("single", "multi"):
+            raise EmbccError(f"unknown vectors={vectors!r}", "choose 'single' or 'multi'")
+        if vectors == "multi" and not self.spec.multi_vector_dim:
+            raise EmbccError(f"{self.spec.family} has no multi-vector output", "use vectors='single'")
+        if vectors == "multi" and dim is not None:
+            raise EmbccError("Matryoshka truncation applies to single vectors", "leave out dim with vectors='multi'")
         texts = texts_list(texts)
         dim = self.spec.check_dim(dim)
         if len(texts) == 0:
-            return np.zeros((0, dim), dtype=np.float32)
+            return [] if vectors == "multi" else np.zeros((0, dim), dtype=np.float32)
         ids = self.token_ids(texts, task, role)
         t = self.spec.task_by_name(task)
-        out = []
+        out: list = []
         for group in batches(ids, batch_size):
             input_ids, mask = self.batch(group)
-            out.append(np.asarray(self._embed(input_ids, mask, t.id if t else None), dtype=np.float64))
-        return normalize(np.concatenate(out)[:, :dim])
+            if vectors == "multi":
+                multi = np.asarray(self._embed_multi(input_ids, mask, t.id if t else None), dtype=np.float32)
+                out += [m[: int(k.sum())] for m, k in zip(multi, mask)]
+            else:
+                out.append(np.asarray(self._embed(input_ids, mask, t.id if t else None), dtype=np.float64))
+        return out if vectors == "multi" else normalize(np.concatenate(out)[:, :dim])
+
+    def _embed_multi(self, input_ids: np.ndarray, attention_mask: np.ndarray, task_id: int | None) -> np.ndarray:
+        raise EmbccError(f"the {self.runtime} runtime has no multi-vector output", "use vectors='single'")
 
     def encode_images(self, images: Iterable, dim: int | None = None, batch_size: int = 8) -> np.ndarray:
         """float32 [N, dim] L2-normalised image embeddings: paths, PIL images or uint8 arrays, preprocessed by the
@@ -102,3 +117,13 @@ class Embedder(ABC):
     @abstractmethod
     def _embed(self, input_ids: np.ndarray, attention_mask: np.ndarray, task_id: int | None) -> np.ndarray:
         """Pooled sentence vectors [B, H] (normalised or not) for one padded batch."""
+
+
+def maxsim(queries: list[np.ndarray], documents: list[np.ndarray]) -> np.ndarray:
+    """Late-interaction scores [Q, D]: for each query token its best-matching document token, summed (ColBERT's
+    MaxSim, as jina-embeddings-v4's multi-vectors are scored)."""
+    out = np.zeros((len(queries), len(documents)), dtype=np.float64)
+    for i, q in enumerate(queries):
+        for j, d in enumerate(documents):
+            out[i, j] = (q.astype(np.float64) @ d.astype(np.float64).T).max(axis=1).sum() if len(d) else 0.0
+    return out

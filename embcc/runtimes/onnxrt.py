@@ -86,6 +86,17 @@ class OnnxEmbedder(Embedder):
         (states,) = self.session.run([self.outputs[0]], feeds)
         return pool_numpy(states.astype(np.float64), attention_mask, self.spec.pooling)
 
+    def _embed_multi(self, input_ids: np.ndarray, attention_mask: np.ndarray, task_id: int | None) -> np.ndarray:
+        if "multi_vector_embeddings" not in self.outputs:
+            raise EmbccError(f"{self.model_file} has no multi-vector output", "use vectors='single'")
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if "task_id" in self.inputs:
+            if task_id is None:
+                raise EmbccError("this graph selects its adapter by task_id", "pass a task")
+            feeds["task_id"] = np.full(self.task_shape, task_id, dtype=np.int64)
+        (multi,) = self.session.run(["multi_vector_embeddings"], feeds)
+        return multi
+
     def _image_size(self) -> int:
         from embcc.core.images import image_settings
 
