@@ -1,0 +1,244 @@
+"""Attention fusion for ONNX Runtime: each attention block of embcc's portable (standard-ops) graph becomes one
+contrib op, in a second graph beside the portable one.
+
+ONNX Runtime tiles attention on CPU (never builds the batch x heads x L x L matrix) in two cases only (SPEC §6):
+`com.microsoft.MultiHeadAttention` with 3D Q/K/V and neither key_padding_mask nor attention_bias, and
+`com.microsoft.GroupQueryAttention` with causal=1. A padded batch needs its mask, so each fused block is an `If`
+on one flag computed once per call ("this batch needs no mask"): the then-branch is the tiled op, the else-branch
+the same attention with the mask (ORT's non-tiled path; fine where L^2 is small, and the runtime's batching,
+embcc.runtimes.batching, keeps it there). Only the attention core sits inside the `If`: projections, LoRA
+adapters, norms and RoPE stay in the main graph, shared by both branches, so the fused graph holds every weight
+once and the int8/fp16 passes see the same weight MatMuls as in the portable graph.
+
+Matching is onnxscript's `fuse_sdpa` rule (4D Q/K/V, MatMul -> [scale] -> [+mask] -> Softmax -> MatMul); the
+rewrite from there is this module's. Q/K/V enter the op as [B, S, heads*head_dim] through Transpose+Reshape;
+onnxscript's optimizer and ONNX Runtime's transpose optimizer cancel those against the export's own layout
+transposes (what is left is one Transpose of the RoPE tables per graph). Kinds:
+- "mha" (bidirectional: v3, v5-nano): flag "every mask entry is 1"; then MHA, else MHA + key_padding_mask.
+- "gqa" (causal with grouped KV heads: v5-small): flag "every row is right-padded": under a causal mask a real
+  token then never reaches a pad key, so GQA causal=1 (tiled, un-repeated KV heads) is exact for every real
+  token; else (left padding, holes) MHA unidirectional + key_padding_mask over the repeated KV heads. Qwen3's
+  per-head q/k RMSNorm and RoPE stay as ops (GQA's CPU kernel rejects q/k norm weights).
+- "bias" (an additive score bias that is part of the model: v2's ALiBi): MHA + attention_bias, never tiled, no
+  `If` (the graph's own bias already carries the padding).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+import onnx_ir as ir
+from onnx_ir.passes.common import ShapeInferencePass
+from onnxscript import optimizer
+from onnxscript.rewriter.ort_fusions.sdpa import fuse_sdpa
+
+from embcc.errors import EmbccError
+
+KINDS = ("mha", "gqa", "bias")
+MS = "com.microsoft"
+MASK_INPUT = "attention_mask"
+METADATA_KEY = "embcc.attention"  # the kind, read by embcc.runtimes.batching (same key there)
+MIN_ORT = "1.28"  # GroupQueryAttention on CPU in fp32 (MHA's tiled CPU kernel is older); see README
+
+
+@dataclass
+class _Nodes:
+    """Nodes built for one place in a graph, named uniquely under `prefix`."""
+
+    prefix: str
+    nodes: list[ir.Node] = field(default_factory=list)
+
+    def op(self, op_type: str, inputs: Sequence[ir.Value | None], *, domain: str = "", outputs: int = 1,
+           **attrs: object) -> ir.Value:
+        name = f"{self.prefix}/{op_type}_{len(self.nodes)}"
+        node = ir.Node(domain, op_type, inputs, attributes=ir.convenience.convert_attributes(attrs),
+                       num_outputs=outputs, name=name)
+        for k, out in enumerate(node.outputs):
+            out.name = f"{name}_out{k}"
+        self.nodes.append(node)
+        return node.outputs[0]
+
+    def ints(self, values: Sequence[int] | int) -> ir.Value:
+        return self.op("Constant", [], value=ir.tensor(values, dtype=ir.DataType.INT64))
+
+    def graph(self, out: ir.Value, like: ir.Value) -> ir.Graph:
+        """These nodes as an If branch (no inputs; reads outer-scope values) returning `out`, typed like `like`."""
+        out.dtype, out.shape = like.dtype, like.shape
+        return ir.Graph([], [out], nodes=self.nodes, name=self.prefix)
+
+
+@dataclass(frozen=True)
+class _Block:
+    index: int
+    q: ir.Value  # [B, S, heads*head_dim] (the flattened inputs of the matched 4D attention)
+    k: ir.Value
+    v: ir.Value
+    scale: float
+    bias: ir.Value | None
+    k_kv: ir.Value | None  # un-repeated K and V [B, S, kv_heads*head_dim] (gqa), when found
+    v_kv: ir.Value | None
+
+
+def _unrepeated_kv(x: ir.Value, kv_heads: int) -> ir.Value | None:
+    """K or V [B, kv_heads, S, D] before transformers' repeat_kv (Unsqueeze -> Expand -> Reshape), if so made."""
+    for op_type in ("Reshape", "Expand", "Unsqueeze"):
+        node = x.producer()
+        if node is None or node.op_type != op_type or node.inputs[0] is None:
+            return None
+        x = node.inputs[0]
+    if x.shape is None or x.shape.rank() != 4 or x.shape[1] != kv_heads:
+        return None
+    return x
+
+
+def _check_4d(i: int, name: str, v: ir.Value, heads: int, head_dim: int) -> None:
+    if v.shape is None or v.shape.rank() != 4 or v.shape[1] != heads or v.shape[3] != head_dim:
+        raise EmbccError(f"attention block {i}: {name} has shape {v.shape}, not [batch, {heads}, seq, {head_dim}]",
+                         "pass the model's heads and head_dim")
+
+
+def _flag(g: ir.Graph, kind: str, mask: ir.Value) -> tuple[ir.Value | None, ir.Value | None]:
+    """Nodes at the top of the graph: the no-mask-needed flag and the int32 key padding mask."""
+    b = _Nodes("embcc_attention_flag")
+    if kind == "bias":
+        return None, None
+    if kind == "mha":  # no padding anywhere
+        flag = b.op("Equal", [b.op("ReduceMin", [mask], keepdims=0), b.ints(1)])
+    else:  # every row non-increasing along the sequence: right-padded (or not padded)
+        head = b.op("Slice", [mask, b.ints([0]), b.ints([-1]), b.ints([1])])
+        tail = b.op("Slice", [mask, b.ints([1]), b.ints([2**62]), b.ints([1])])
+        flag = b.op("GreaterOrEqual", [b.op("ReduceMin", [b.op("Sub", [head, tail])], keepdims=0), b.ints(0)])
+    mask32 = b.op("Cast", [mask], to=ir.DataType.INT32)
+    g.insert_before(next(iter(g)), b.nodes)
+    return flag, mask32
+
+
+def _rewrite(g: ir.Graph, node: ir.Node, i: int, *, kind: str, heads: int, kv_heads: int, head_dim: int,
+             flag: ir.Value | None, mask32: ir.Value | None) -> dict:
+    """Replace one matched SDPA node by the fused attention; returns its report entry."""
+    q, k, v = node.inputs[:3]
+    bias = node.inputs[3] if len(node.inputs) > 3 else None
+    if node.attributes["key_format"].as_string() != "BHSd":
+        raise EmbccError(f"attention block {i}: key layout {node.attributes['key_format'].as_string()} is not supported",
+                         "keep the portable graph for this model")
+    for name, val in (("query", q), ("key", k), ("value", v)):
+        _check_4d(i, name, val, heads, head_dim)
+    scale_attr = node.attributes.get("scale")
+    scale = scale_attr.as_float() if scale_attr is not None else 1.0 / math.sqrt(head_dim)
+    b = _Nodes(f"embcc_attention_{i}")
+    to3d = b.ints([0, 0, -1])
+
+    def flat(x: ir.Value) -> ir.Value:
+        return b.op("Reshape", [b.op("Transpose", [x], perm=[0, 2, 1, 3]), to3d])
+
+    q3, k3, v3 = flat(q), flat(k), flat(v)
+    out_like = ir.Value(name="like", type=ir.TensorType(ir.DataType.FLOAT), shape=None)
+    info: dict = {"layer": i, "scale": scale, "heads": heads}
+    if kind == "bias":
+        inputs = [q3, k3, v3] + ([None, None, bias] if bias is not None else [])
+        out3 = b.op("MultiHeadAttention", inputs, domain=MS, num_heads=heads, scale=scale)
+        info.update(op="MultiHeadAttention", inputs="attention_bias" if bias is not None else "none", tiled=bias is None)
+    else:
+        then, other = _Nodes(f"embcc_attention_{i}_unmasked"), _Nodes(f"embcc_attention_{i}_masked")
+        if kind == "mha":
+            t = then.op("MultiHeadAttention", [q3, k3, v3], domain=MS, num_heads=heads, scale=scale)
+            e = other.op("MultiHeadAttention", [q3, k3, v3, None, mask32], domain=MS, num_heads=heads, scale=scale)
+            info.update(op="MultiHeadAttention", masked="MultiHeadAttention key_padding_mask", kv_heads=heads)
+        else:
+            k_kv, v_kv = _unrepeated_kv(k, kv_heads), _unrepeated_kv(v, kv_heads)
+            if k_kv is not None and v_kv is not None:
+                n_kv, kq, vq = kv_heads, flat(k_kv), flat(v_kv)
+            else:  # K/V not made by repeat_kv: feed the repeated heads
+                n_kv, kq, vq = heads, k3, v3
+            shape = b.op("Shape", [q3])
+            seq = b.op("Slice", [shape, b.ints([1]), b.ints([2])])
+            last = b.op("Sub", [seq, b.ints([1])])  # seqlens_k: total length - 1, every row the full length
+            seqlens = b.op("Cast", [b.op("Expand", [last, b.op("Slice", [shape, b.ints([0]), b.ints([1])])])],
+                           to=ir.DataType.INT32)
+            total = b.op("Cast", [b.op("Squeeze", [seq])], to=ir.DataType.INT32)
+            t = then.op("GroupQueryAttention", [q3, kq, vq, None, None, seqlens, total], domain=MS, num_heads=heads,
+                        kv_num_heads=n_kv, scale=scale)
+            e = other.op("MultiHeadAttention", [q3, k3, v3, None, mask32], domain=MS, num_heads=heads, scale=scale,
+                         unidirectional=1)
+            info.update(op="GroupQueryAttention causal", masked="MultiHeadAttention unidirectional key_padding_mask",
+                        kv_heads=n_kv)
+        out3 = b.op("If", [flag], then_branch=then.graph(t, out_like), else_branch=other.graph(e, out_like))
+        info["tiled"] = "when unpadded" if kind == "mha" else "when right-padded"
+    out4 = b.op("Transpose", [b.op("Reshape", [out3, b.ints([0, 0, heads, head_dim])])], perm=[0, 2, 1, 3])
+    g.insert_before(node, b.nodes)
+    out4.shape, out4.dtype = node.outputs[0].shape, node.outputs[0].dtype
+    ir.convenience.replace_all_uses_with(node.outputs[0], out4)
+    g.remove(node, safe=True)
+    return info
+
+
+def fuse_attention(
+    model: onnx.ModelProto, *, kind: str, heads: int, kv_heads: int | None = None, head_dim: int,
+    causal: bool = False,
+) -> tuple[onnx.ModelProto, dict]:
+    """The ONNX Runtime form of `model` (embcc's portable graph): every attention block fused as `kind` says.
+
+    Returns the new model (with metadata `embcc.attention` = kind) and a report
+    {"kind", "blocks": n, "fused": [one dict per block: layer, op, masked path, tiled, kv_heads, scale],
+    "unfused_softmax": Softmax nodes left in the main graph (attention the pattern did not match)}.
+    Raises EmbccError when nothing matches or the matched shapes disagree with heads / head_dim."""
+    if kind not in KINDS:
+        raise EmbccError(f"unknown attention kind {kind!r}", f"choose one of: {', '.join(KINDS)}")
+    if causal != (kind == "gqa"):
+        raise EmbccError(f"attention kind {kind!r} with causal={causal} is not supported",
+                         "use kind 'gqa' for causal models, 'mha' or 'bias' for bidirectional ones")
+    kv_heads = kv_heads or heads
+    if heads % kv_heads:
+        raise EmbccError(f"{heads} heads cannot share {kv_heads} KV heads", "pass the model's num_key_value_heads")
+    m = ir.from_proto(model)
+    g = m.graph
+    mask = next((v for v in g.inputs if v.name == MASK_INPUT), None)
+    if mask is None:
+        raise EmbccError(f"the graph has no {MASK_INPUT} input", "export it with embcc's ONNX writer")
+    ShapeInferencePass()(m)
+    optimizer.optimize(m)
+    fuse_sdpa(m, apply_shape_inference=True)
+    matched = [n for n in g if n.op_type == "SDPA" and n.domain == "ai.onnxruntime._fusion"]
+    if not matched:
+        raise EmbccError("no attention block in the graph matched the fusion pattern",
+                         "keep the portable graph (model.portable.onnx) for this model")
+    m.opset_imports.setdefault(MS, 1)
+    g.opset_imports.setdefault(MS, 1)
+    flag, mask32 = _flag(g, kind, mask)
+    report = [_rewrite(g, node, i, kind=kind, heads=heads, kv_heads=kv_heads, head_dim=head_dim, flag=flag,
+                       mask32=mask32) for i, node in enumerate(matched)]
+    optimizer.optimize(m)  # drops the dead mask construction and cancels the layout transposes
+    m.metadata_props[METADATA_KEY] = kind
+    left = sum(1 for n in g if n.op_type == "Softmax")
+    return ir.to_proto(m), {"kind": kind, "blocks": len(report), "fused": report, "unfused_softmax": left}
+
+
+def attention_options(family: str, backbone: object) -> dict:
+    """fuse_attention's keyword arguments for one of embcc's backbones (read from its config)."""
+    c = getattr(backbone, "config", backbone)
+    heads = int(c.num_attention_heads)
+    kv = int(getattr(c, "num_key_value_heads", None) or heads)
+    head_dim = int(getattr(c, "head_dim", None) or c.hidden_size // heads)
+    if family.startswith("jina-v2"):
+        return {"kind": "bias", "heads": heads, "kv_heads": heads, "head_dim": head_dim, "causal": False}
+    if family == "jina-v5-small":
+        return {"kind": "gqa", "heads": heads, "kv_heads": kv, "head_dim": head_dim, "causal": True}
+    if family in ("jina-v3", "jina-v5-nano"):
+        return {"kind": "mha", "heads": heads, "kv_heads": kv, "head_dim": head_dim, "causal": False}
+    raise EmbccError(f"no attention fusion is known for {family}", "use the portable graph")
+
+
+def fuse_attention_file(src: Path, dst: Path, **options: object) -> dict:
+    """fuse_attention from file to file. Weights held as external data stay where they are: `dst` must sit in
+    the directory of `src`, and the fused graph points at the same data file (one copy of the weights)."""
+    src, dst = Path(src), Path(dst)
+    if src.resolve().parent != dst.resolve().parent:
+        raise EmbccError(f"{dst} is not beside {src}", "write the fused graph into the artifact's directory")
+    model = onnx.load(str(src), load_external_data=False)
+    fused, report = fuse_attention(model, **options)  # type: ignore[arg-type]
+    onnx.save(fused, str(dst))
+    return report
