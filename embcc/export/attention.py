@@ -6,7 +6,8 @@ ONNX Runtime tiles attention on CPU (never builds the batch x heads x L x L matr
 `com.microsoft.GroupQueryAttention` with causal=1. A padded batch needs its mask, so each fused block is an `If`
 on one flag computed once per call ("this batch needs no mask"): the then-branch is the tiled op, the else-branch
 the same attention with the mask (ORT's non-tiled path; fine where L^2 is small, and the runtime's batching,
-embcc.runtimes.batching, keeps it there). Only the attention core sits inside the `If`: projections, LoRA
+embcc.runtimes.batching, keeps it there; long padded batches get a tiled row loop, below). Only the attention
+core sits inside the `If`: projections, LoRA
 adapters, norms and RoPE stay in the main graph, shared by both branches, so the fused graph holds every weight
 once and the int8/fp16 passes see the same weight MatMuls as in the portable graph.
 
@@ -14,7 +15,9 @@ Matching is onnxscript's `fuse_sdpa` rule (4D Q/K/V, MatMul -> [scale] -> [+mask
 rewrite from there is this module's. Q/K/V enter the op as [B, S, heads*head_dim] through Transpose+Reshape;
 onnxscript's optimizer and ONNX Runtime's transpose optimizer cancel those against the export's own layout
 transposes (what is left is one Transpose of the RoPE tables per graph). Kinds:
-- "mha" (bidirectional: v3, v5-nano): flag "every mask entry is 1"; then MHA, else MHA + key_padding_mask.
+- "mha" (bidirectional: v3, v5-nano): flag "every mask entry is 1"; then MHA. Else, for a right-padded batch
+  longer than ROWS_MIN_LENGTH, a Loop over its rows, each row's real tokens through the unmasked op (tiled, so
+  a client that pads long texts together stays bounded too); otherwise MHA + key_padding_mask.
 - "gqa" (causal with grouped KV heads: v5-small): flag "every row is right-padded": under a causal mask a real
   token then never reaches a pad key, so GQA causal=1 (tiled, un-repeated KV heads) is exact for every real
   token; else (left padding, holes) MHA unidirectional + key_padding_mask over the repeated KV heads. Qwen3's
@@ -44,6 +47,7 @@ KINDS = ("mha", "gqa", "bias")
 MS = "com.microsoft"
 MASK_INPUT = "attention_mask"
 METADATA_KEY = "embcc.attention"  # the kind, read by embcc.runtimes.batching (same key there)
+ROWS_MIN_LENGTH = 512  # padded mha batches longer than this run row by row, tiled (see _per_row)
 INLINE_BYTES = 64 * 1024  # external tensors up to this size are read into the fused graph
 MIN_ORT = "1.28"  # GroupQueryAttention on CPU in fp32 (MHA's tiled CPU kernel is older); see README
 
@@ -93,9 +97,27 @@ def _unrepeated_kv(x: ir.Value, kv_heads: int) -> ir.Value | None:
         if node is None or node.op_type != op_type or node.inputs[0] is None:
             return None
         x = node.inputs[0]
+    axes = node.inputs[1].const_value if len(node.inputs) > 1 and node.inputs[1] is not None else None
+    if axes is None or axes.numpy().tolist() not in ([2], 2):  # [B, kv, 1, S, D]: kv head h // n_rep, as GQA
+        return None
     if x.shape is None or x.shape.rank() != 4 or x.shape[1] != kv_heads:
         return None
     return x
+
+
+def _reads(v: ir.Value, name: str) -> bool:
+    """Whether graph input `name` is among the ancestors of `v`."""
+    seen: set[int] = set()
+    todo = [v]
+    while todo:
+        x = todo.pop()
+        if x.name == name and x.producer() is None:
+            return True
+        node = x.producer()
+        if node is not None and id(node) not in seen:
+            seen.add(id(node))
+            todo.extend(i for i in node.inputs if i is not None)
+    return False
 
 
 def _check_4d(i: int, name: str, v: ir.Value, heads: int, head_dim: int) -> None:
@@ -104,24 +126,70 @@ def _check_4d(i: int, name: str, v: ir.Value, heads: int, head_dim: int) -> None
                          "pass the model's heads and head_dim")
 
 
-def _flag(g: ir.Graph, kind: str, mask: ir.Value) -> tuple[ir.Value | None, ir.Value | None]:
-    """Nodes at the top of the graph: the no-mask-needed flag and the int32 key padding mask."""
-    b = _Nodes("embcc_attention_flag")
+@dataclass(frozen=True)
+class _Guards:
+    """Per-call values computed once at the top of the graph, shared by every block."""
+
+    unmasked: ir.Value | None  # bool: the tiled op is exact for this batch
+    mask32: ir.Value | None  # int32 [B, S] key padding mask
+    rows: ir.Value | None = None  # bool (mha): right-padded, every row non-empty, longer than ROWS_MIN_LENGTH
+    lengths: ir.Value | None = None  # int64 [B]: tokens per row
+    seq: ir.Value | None = None  # int64 [1]: S
+
+
+def _guards(g: ir.Graph, kind: str, mask: ir.Value) -> _Guards:
     if kind == "bias":
-        return None, None
-    if kind == "mha":  # no padding anywhere
-        flag = b.op("Equal", [b.op("ReduceMin", [mask], keepdims=0), b.ints(1)])
-    else:  # every row non-increasing along the sequence: right-padded (or not padded)
-        head = b.op("Slice", [mask, b.ints([0]), b.ints([-1]), b.ints([1])])
-        tail = b.op("Slice", [mask, b.ints([1]), b.ints([2**62]), b.ints([1])])
-        flag = b.op("GreaterOrEqual", [b.op("ReduceMin", [b.op("Sub", [head, tail])], keepdims=0), b.ints(0)])
+        return _Guards(None, None)
+    b = _Nodes("embcc_attention_flag")
+    head = b.op("Slice", [mask, b.ints([0]), b.ints([-1]), b.ints([1])])
+    tail = b.op("Slice", [mask, b.ints([1]), b.ints([2**62]), b.ints([1])])
+    # every row non-increasing along the sequence: right-padded (or not padded)
+    right = b.op("GreaterOrEqual", [b.op("ReduceMin", [b.op("Sub", [head, tail])], keepdims=0), b.ints(0)])
     mask32 = b.op("Cast", [mask], to=ir.DataType.INT32)
+    if kind == "gqa":
+        g.insert_before(next(iter(g)), b.nodes)
+        return _Guards(right, mask32)
+    unmasked = b.op("Equal", [b.op("ReduceMin", [mask], keepdims=0), b.ints(1)])  # no padding anywhere
+    lengths = b.op("ReduceSum", [mask, b.ints([1])], keepdims=0)
+    seq = b.op("Shape", [mask], start=1, end=2)
+    long = b.op("Greater", [b.op("Squeeze", [seq]), b.ints(ROWS_MIN_LENGTH)])
+    nonempty = b.op("GreaterOrEqual", [b.op("ReduceMin", [lengths], keepdims=0), b.ints(1)])
+    rows = b.op("And", [b.op("And", [right, long]), nonempty])
     g.insert_before(next(iter(g)), b.nodes)
-    return flag, mask32
+    return _Guards(unmasked, mask32, rows, lengths, seq)
+
+
+def _per_row(prefix: str, q3: ir.Value, k3: ir.Value, v3: ir.Value, guards: _Guards, heads: int,
+             scale: float) -> _Nodes:
+    """A right-padded batch as a Loop over its rows, each row's real tokens through the unmasked (tiled) op and
+    padded back with zeros: bounded memory for long padded batches from clients that pad (pad positions are
+    never keys; their own outputs are zeros instead of the masked path's values, which nothing reads)."""
+    body = _Nodes(f"{prefix}_row")
+    it = ir.Value(name=f"{prefix}_row/iter", type=ir.TensorType(ir.DataType.INT64), shape=ir.Shape([]))
+    cond = ir.Value(name=f"{prefix}_row/cond", type=ir.TensorType(ir.DataType.BOOL), shape=ir.Shape([]))
+    row = body.op("Unsqueeze", [it, body.ints([0])])
+    n = body.op("Gather", [guards.lengths, row])
+    starts = body.op("Concat", [row, body.ints([0])], axis=0)
+    ends = body.op("Concat", [body.op("Add", [row, body.ints([1])]), n], axis=0)
+    axes = body.ints([0, 1])
+    qkv = [body.op("Slice", [x, starts, ends, axes]) for x in (q3, k3, v3)]
+    out = body.op("MultiHeadAttention", qkv, domain=MS, num_heads=heads, scale=scale)
+    pads = body.op("Concat", [body.ints([0, 0, 0, 0]), body.op("Sub", [guards.seq, n]), body.ints([0])], axis=0)
+    out = body.op("Pad", [out, pads])
+    out.dtype = ir.DataType.FLOAT
+    keep = body.op("Identity", [cond])
+    keep.dtype, keep.shape = ir.DataType.BOOL, ir.Shape([])
+    graph = ir.Graph([it, cond], [keep, out], nodes=body.nodes, name=f"{prefix}_row")
+    b = _Nodes(f"{prefix}_rows")
+    trips = b.op("Squeeze", [b.op("Shape", [guards.lengths])])
+    go = b.op("Constant", [], value=ir.tensor(True, dtype=ir.DataType.BOOL))
+    stacked = b.op("Loop", [trips, go], body=graph)  # [B, 1, S, hidden]
+    b.op("Squeeze", [stacked, b.ints([1])])
+    return b
 
 
 def _rewrite(g: ir.Graph, node: ir.Node, i: int, *, kind: str, heads: int, kv_heads: int, head_dim: int,
-             flag: ir.Value | None, mask32: ir.Value | None) -> dict:
+             guards: _Guards) -> dict:
     """Replace one matched SDPA node by the fused attention; returns its report entry."""
     q, k, v = node.inputs[:3]
     bias = node.inputs[3] if len(node.inputs) > 3 else None
@@ -130,6 +198,11 @@ def _rewrite(g: ir.Graph, node: ir.Node, i: int, *, kind: str, heads: int, kv_he
                          "keep the portable graph for this model")
     for name, val in (("query", q), ("key", k), ("value", v)):
         _check_4d(i, name, val, heads, head_dim)
+    if kind != "bias" and (bias is None or not _reads(bias, MASK_INPUT)):
+        # the then-branch drops the mask, the else-branch rebuilds it from attention_mask: only right when the
+        # graph's own mask is made from attention_mask (padding, and the causal part for gqa)
+        raise EmbccError(f"attention block {i} is not masked by {MASK_INPUT}",
+                         "keep the portable graph for this model")
     scale_attr = node.attributes.get("scale")
     scale = scale_attr.as_float() if scale_attr is not None else 1.0 / math.sqrt(head_dim)
     b = _Nodes(f"embcc_attention_{i}")
@@ -147,10 +220,17 @@ def _rewrite(g: ir.Graph, node: ir.Node, i: int, *, kind: str, heads: int, kv_he
         info.update(op="MultiHeadAttention", inputs="attention_bias" if bias is not None else "none", tiled=bias is None)
     else:
         then, other = _Nodes(f"embcc_attention_{i}_unmasked"), _Nodes(f"embcc_attention_{i}_masked")
+        mask32 = guards.mask32
         if kind == "mha":
             t = then.op("MultiHeadAttention", [q3, k3, v3], domain=MS, num_heads=heads, scale=scale)
-            e = other.op("MultiHeadAttention", [q3, k3, v3, None, mask32], domain=MS, num_heads=heads, scale=scale)
-            info.update(op="MultiHeadAttention", masked="MultiHeadAttention key_padding_mask", kv_heads=heads)
+            rows = _per_row(f"embcc_attention_{i}", q3, k3, v3, guards, heads, scale)
+            masked = _Nodes(f"embcc_attention_{i}_masked_short")
+            m = masked.op("MultiHeadAttention", [q3, k3, v3, None, mask32], domain=MS, num_heads=heads, scale=scale)
+            e = other.op("If", [guards.rows], then_branch=rows.graph(rows.nodes[-1].outputs[0], out_like),
+                         else_branch=masked.graph(m, out_like))
+            info.update(op="MultiHeadAttention", kv_heads=heads,
+                        masked=f"right-padded and longer than {ROWS_MIN_LENGTH}: Loop over rows of unmasked "
+                               "MultiHeadAttention; otherwise MultiHeadAttention key_padding_mask")
         else:
             k_kv, v_kv = _unrepeated_kv(k, kv_heads), _unrepeated_kv(v, kv_heads)
             if k_kv is not None and v_kv is not None:
@@ -171,7 +251,8 @@ def _rewrite(g: ir.Graph, node: ir.Node, i: int, *, kind: str, heads: int, kv_he
                          unidirectional=1)
             info.update(op="GroupQueryAttention causal", masked="MultiHeadAttention unidirectional key_padding_mask",
                         kv_heads=n_kv)
-        out3 = b.op("If", [flag], then_branch=then.graph(t, out_like), else_branch=other.graph(e, out_like))
+        out3 = b.op("If", [guards.unmasked], then_branch=then.graph(t, out_like),
+                    else_branch=other.graph(e, out_like))
         info["tiled"] = "when unpadded" if kind == "mha" else "when right-padded"
     out4 = b.op("Transpose", [b.op("Reshape", [out3, b.ints([0, 0, heads, head_dim])])], perm=[0, 2, 1, 3])
     g.insert_before(node, b.nodes)
@@ -222,9 +303,9 @@ def _fuse(m: ir.Model, *, kind: str, heads: int, kv_heads: int, head_dim: int) -
                          "keep the portable graph (model.portable.onnx) for this model")
     m.opset_imports.setdefault(MS, 1)
     g.opset_imports.setdefault(MS, 1)
-    flag, mask32 = _flag(g, kind, mask)
-    report = [_rewrite(g, node, i, kind=kind, heads=heads, kv_heads=kv_heads, head_dim=head_dim, flag=flag,
-                       mask32=mask32) for i, node in enumerate(matched)]
+    guards = _guards(g, kind, mask)
+    report = [_rewrite(g, node, i, kind=kind, heads=heads, kv_heads=kv_heads, head_dim=head_dim, guards=guards)
+              for i, node in enumerate(matched)]
     optimizer.optimize(m)  # drops the dead mask construction and cancels the layout transposes
     m.metadata_props[METADATA_KEY] = kind
     left = sum(1 for n in g if n.op_type == "Softmax")
@@ -267,7 +348,7 @@ def fuse_attention_file(src: Path, dst: Path, **options: object) -> dict:
 
 def fp32_attention(model: onnx.ModelProto) -> onnx.ModelProto:
     """After an fp16 conversion of a fused graph: run every fused attention op in fp32 again (Cast in, Cast out,
-    inside its If branch). Measured with ORT 1.32 on CPU: GroupQueryAttention's tiled kernel is fp32-only (fp16
+    inside its If/Loop subgraph). Measured with ORT 1.32 on CPU: GroupQueryAttention's tiled kernel is fp32-only (fp16
     at 8,192 tokens, 8 heads: +2.2 GB, 4.2 s; fp32 +66 MB, 1.2 s); fp16 MultiHeadAttention is tiled too, but
     gets the same fp32 island for one rule and fp32 softmax accuracy. Returns `model`, changed in place."""
     fp16 = onnx.TensorProto.FLOAT16
@@ -280,12 +361,12 @@ def fp32_attention(model: onnx.ModelProto) -> onnx.ModelProto:
                 continue
             for k in (0, 1, 2):  # query, key, value
                 if n.input[k]:
-                    name = f"{n.input[k]}_fp32_{where}"
+                    name = f"{n.input[k]}_fp32_{where.replace('/', '_')}"
                     nodes.append(onnx.helper.make_node("Cast", [n.input[k]], [name], to=onnx.TensorProto.FLOAT,
                                                        name=f"{n.name}/cast_in{k}"))
                     n.input[k] = name
             if n.op_type == "MultiHeadAttention" and len(n.input) > 5 and n.input[5]:  # attention_bias
-                name = f"{n.input[5]}_fp32_{where}"
+                name = f"{n.input[5]}_fp32_{where.replace('/', '_')}"
                 nodes.append(onnx.helper.make_node("Cast", [n.input[5]], [name], to=onnx.TensorProto.FLOAT,
                                                    name=f"{n.name}/cast_bias"))
                 n.input[5] = name
@@ -297,13 +378,21 @@ def fp32_attention(model: onnx.ModelProto) -> onnx.ModelProto:
         graph.node.extend(nodes)
 
     def is_fp16(graph: onnx.GraphProto) -> bool:
-        return all(o.type.tensor_type.elem_type == fp16 for o in graph.output)
+        floats = [o.type.tensor_type.elem_type for o in graph.output
+                  if o.type.tensor_type.elem_type in (onnx.TensorProto.FLOAT, fp16)]
+        return bool(floats) and all(t == fp16 for t in floats)
+
+    def walk(node: onnx.NodeProto) -> None:
+        for a in node.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                if is_fp16(a.g):
+                    fix(a.g, f"{node.name}/{a.name}")
+                for inner in a.g.node:
+                    walk(inner)
 
     for n in model.graph.node:
-        if n.op_type == "If" and n.name.startswith("embcc_attention_"):
-            for a in n.attribute:
-                if a.g is not None and a.g.node and is_fp16(a.g):
-                    fix(a.g, a.name)
+        if n.name.startswith("embcc_attention_"):
+            walk(n)
     mains = [n for n in model.graph.node if n.domain == MS and n.op_type == "MultiHeadAttention"]
     if mains and any(vi.type.tensor_type.elem_type == fp16 for vi in model.graph.value_info
                      if vi.name == mains[0].input[0]):
