@@ -212,6 +212,8 @@ def test_kept_adapters_select_their_task(cases, name):
     for t in range(c.tasks):
         agree(c.onnx(ids, mask, t), c.torch(ids, mask, t))
     assert not np.allclose(c.onnx(ids, mask, 0), c.onnx(ids, mask, 1), atol=1e-4)
+    as_array = c.session.run(["sentence_embedding"], {**c.feeds(ids, mask), "task_id": np.array([1], dtype=np.int64)})
+    agree(as_array[0], c.onnx(ids, mask, 1), cos=0.999999, abs_diff=0)  # task_id as Jina's clients send it
 
 
 # ---- batching -------------------------------------------------------------------------------------------------
