@@ -193,7 +193,13 @@ def throughput(paths: dict[str, Path], shapes: list[str], threads: int, rounds: 
 
     from embcc.runtimes.onnxrt import session_options
 
-    sessions = {k: ort.InferenceSession(str(p), session_options(threads), providers=["CPUExecutionProvider"])
+    def options() -> ort.SessionOptions:
+        o = session_options(threads)
+        # no spinning: alternating sessions would otherwise run each call against the last one's spinning threads
+        o.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return o
+
+    sessions = {k: ort.InferenceSession(str(p), options(), providers=["CPUExecutionProvider"])
                 for k, p in paths.items()}
     out: dict = {}
     for label in shapes:
