@@ -130,15 +130,17 @@ def test_every_attention_block_is_fused(cases, name):
     assert "Softmax" not in ops
     assert {p.key: p.value for p in fused.metadata_props}[attention.METADATA_KEY] == c.kind
     ifs = [n for n in fused.graph.node if n.op_type == "If"]
-    if c.kind == "bias":  # ALiBi: one MHA per layer with the graph's own bias, no If
-        mha = [n for n in fused.graph.node if n.op_type == "MultiHeadAttention"]
-        assert not ifs and len(mha) == layers and all(len(n.input) == 6 and n.input[5] for n in mha)
-        return
     assert len(ifs) == layers
     for n in ifs:
         then = next(a.g for a in n.attribute if a.name == "then_branch")
         other = next(a.g for a in n.attribute if a.name == "else_branch")
         (t,), (e,) = then.node, other.node
+        if c.kind == "bias":  # ALiBi: the model's [1, H, L, L] bias, the padding as key_padding_mask
+            assert t.op_type == e.op_type == "MultiHeadAttention" and t.input[5] == e.input[5]
+            assert not t.input[4] and e.input[4]
+            bias_shape = next(v for v in fused.graph.value_info if v.name == t.input[5]).type.tensor_type.shape
+            assert bias_shape.dim[0].dim_value == 1  # not the [B, H, L, L] padded copy
+            continue
         if c.kind == "mha":  # the tiled case: 3D Q/K/V and nothing else
             assert t.op_type == "MultiHeadAttention" and [x for x in t.input if x] == list(t.input[:3])
             # padded: long right-padded batches loop over rows (each unmasked), the rest take the mask
@@ -391,7 +393,7 @@ def test_int8_keeps_the_fused_attention_float(cases, name, tmp_path):
         agree(s.run(["sentence_embedding"], c.feeds(ids, mask))[0], ref, cos=0.99, abs_diff=0.05)
 
 
-@pytest.mark.parametrize("name", ["nano-merge", "small-merge"])
+@pytest.mark.parametrize("name", ["nano-merge", "small-merge", "v2"])
 def test_fp16_keeps_fp32_attention_islands(cases, name, tmp_path):
     from embcc.calibration.fp16 import convert
 

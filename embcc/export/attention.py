@@ -22,8 +22,10 @@ transposes (what is left is one Transpose of the RoPE tables per graph). Kinds:
   token then never reaches a pad key, so GQA causal=1 (tiled, un-repeated KV heads) is exact for every real
   token; else (left padding, holes) MHA unidirectional + key_padding_mask over the repeated KV heads. Qwen3's
   per-head q/k RMSNorm and RoPE stay as ops (GQA's CPU kernel rejects q/k norm weights).
-- "bias" (an additive score bias that is part of the model: v2's ALiBi): MHA + attention_bias, never tiled, no
-  `If` (the graph's own bias already carries the padding).
+- "bias" (an additive score bias that is part of the model: v2's ALiBi): MHA + attention_bias, never tiled
+  (ORT has no tiled path with a bias). Where the graph's bias is the model's bias with padded keys filled in
+  (JinaBERT's masked_fill), the op gets the model's [1, H, L, L] bias alone and, for padded batches, the padding
+  as key_padding_mask, so the [B, H, L, L] filled copy is never built.
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ def _unrepeated_kv(x: ir.Value, kv_heads: int) -> ir.Value | None:
 
 
 def _reads(v: ir.Value, name: str) -> bool:
-    """Whether graph input `name` is among the ancestors of `v`."""
+    """Whether `v` depends on the values of graph input `name` (not only on its shape)."""
     seen: set[int] = set()
     todo = [v]
     while todo:
@@ -114,10 +116,29 @@ def _reads(v: ir.Value, name: str) -> bool:
         if x.name == name and x.producer() is None:
             return True
         node = x.producer()
-        if node is not None and id(node) not in seen:
+        if node is not None and node.op_type not in ("Shape", "Size") and id(node) not in seen:
             seen.add(id(node))
             todo.extend(i for i in node.inputs if i is not None)
     return False
+
+
+def _key_padded_bias(bias: ir.Value) -> ir.Value | None:
+    """The model's own score bias when `bias` = Where(padded key [B, 1, 1, L] from attention_mask, very negative
+    constant, model bias): what masked_fill makes of ALiBi. None for any other shape of bias."""
+    node = bias.producer()
+    if node is None or node.op_type != "Where" or len(node.inputs) != 3:
+        return None
+    cond, fill, model = node.inputs
+    if cond is None or fill is None or model is None or not _reads(cond, MASK_INPUT):
+        return None
+    if cond.shape is None or cond.shape.rank() != 4 or cond.shape[1] != 1 or cond.shape[2] != 1:
+        return None
+    value = fill.const_value
+    if value is None or value.numpy().size != 1 or not float(value.numpy().reshape(-1)[0]) <= -1e4:
+        return None
+    if _reads(model, MASK_INPUT):  # the model's bias must not depend on the padding itself
+        return None
+    return model
 
 
 def _check_4d(i: int, name: str, v: ir.Value, heads: int, head_dim: int) -> None:
@@ -138,9 +159,12 @@ class _Guards:
 
 
 def _guards(g: ir.Graph, kind: str, mask: ir.Value) -> _Guards:
-    if kind == "bias":
-        return _Guards(None, None)
     b = _Nodes("embcc_attention_flag")
+    if kind == "bias":
+        unmasked = b.op("Equal", [b.op("ReduceMin", [mask], keepdims=0), b.ints(1)])
+        mask32 = b.op("Cast", [mask], to=ir.DataType.INT32)
+        g.insert_before(next(iter(g)), b.nodes)
+        return _Guards(unmasked, mask32)
     head = b.op("Slice", [mask, b.ints([0]), b.ints([-1]), b.ints([1])])
     tail = b.op("Slice", [mask, b.ints([1]), b.ints([2**62]), b.ints([1])])
     # every row non-increasing along the sequence: right-padded (or not padded)
@@ -214,10 +238,23 @@ def _rewrite(g: ir.Graph, node: ir.Node, i: int, *, kind: str, heads: int, kv_he
     q3, k3, v3 = flat(q), flat(k), flat(v)
     out_like = ir.Value(name="like", type=ir.TensorType(ir.DataType.FLOAT), shape=None)
     info: dict = {"layer": i, "scale": scale, "heads": heads}
-    if kind == "bias":
+    model_bias = _key_padded_bias(bias) if kind == "bias" and bias is not None else None
+    if kind == "bias" and model_bias is None:
         inputs = [q3, k3, v3] + ([None, None, bias] if bias is not None else [])
         out3 = b.op("MultiHeadAttention", inputs, domain=MS, num_heads=heads, scale=scale)
         info.update(op="MultiHeadAttention", inputs="attention_bias" if bias is not None else "none", tiled=bias is None)
+    elif kind == "bias":
+        # the graph's bias is the model's own (ALiBi [1, H, L, L]) with padded keys filled in: pass the model's
+        # bias alone, and the padding as key_padding_mask when there is some; the [B, H, L, L] fill is never built
+        then, other = _Nodes(f"embcc_attention_{i}_unmasked"), _Nodes(f"embcc_attention_{i}_masked")
+        t = then.op("MultiHeadAttention", [q3, k3, v3, None, None, model_bias], domain=MS, num_heads=heads,
+                    scale=scale)
+        e = other.op("MultiHeadAttention", [q3, k3, v3, None, guards.mask32, model_bias], domain=MS,
+                     num_heads=heads, scale=scale)
+        out3 = b.op("If", [guards.unmasked], then_branch=then.graph(t, out_like),
+                    else_branch=other.graph(e, out_like))
+        info.update(op="MultiHeadAttention", inputs="attention_bias (the model's own, without the padding fill)",
+                    masked="MultiHeadAttention key_padding_mask + attention_bias", tiled=False)
     else:
         then, other = _Nodes(f"embcc_attention_{i}_unmasked"), _Nodes(f"embcc_attention_{i}_masked")
         mask32 = guards.mask32
