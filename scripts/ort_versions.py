@@ -61,6 +61,7 @@ def main() -> int:
     p.add_argument("--versions", default=DEFAULT)
     p.add_argument("--venv", type=Path, default=Path("/tmp/embcc-ort-versions"))
     p.add_argument("--long", type=int, default=8192)
+    p.add_argument("--graphs", default=",".join(GRAPHS), help="labels of GRAPHS to check, comma-separated")
     args = p.parse_args()
     py = args.venv / "bin" / "python"
     if not py.exists():
@@ -76,6 +77,8 @@ def main() -> int:
             continue
         row = {}
         for label, name in GRAPHS.items():
+            if label not in args.graphs.split(","):
+                continue
             d = args.work / "onnx" / name
             c = subprocess.run([str(py), "-c", CHILD, str(d / "model.onnx"), str(d / "model.portable.onnx"),
                                 str(args.long)], capture_output=True, text=True, timeout=900)

@@ -51,7 +51,11 @@ MASK_INPUT = "attention_mask"
 METADATA_KEY = "embcc.attention"  # the kind, read by embcc.runtimes.batching (same key there)
 ROWS_MIN_LENGTH = 512  # padded mha batches longer than this run row by row, tiled (see _per_row)
 INLINE_BYTES = 64 * 1024  # external tensors up to this size are read into the fused graph
-MIN_ORT = "1.28"  # GroupQueryAttention on CPU in fp32 (MHA's tiled CPU kernel is older); see README
+# Measured with scripts/ort_versions.py (CPU, fp32): every fused graph loads and matches the portable graph from
+# ONNX Runtime 1.20 (1.18-1.19 mis-add attention_bias to a key_padding_mask: v2 padded batches off by 2e-3; v5
+# graphs need ArgMax-13 from 1.20, as the portable ones do); MultiHeadAttention runs tiled from 1.19,
+# GroupQueryAttention from 1.28 (1.20-1.27 run it correctly but materialise L x L).
+MIN_ORT = "1.28"
 
 
 @dataclass
