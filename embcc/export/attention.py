@@ -7,9 +7,9 @@ ONNX Runtime tiles attention on CPU (never builds the batch x heads x L x L matr
 on one flag computed once per call ("this batch needs no mask"): the then-branch is the tiled op, the else-branch
 the same attention with the mask (ORT's non-tiled path; fine where L^2 is small, and the runtime's batching,
 embcc.runtimes.batching, keeps it there; long padded batches get a tiled row loop, below). Only the attention
-core sits inside the `If`: projections, LoRA
-adapters, norms and RoPE stay in the main graph, shared by both branches, so the fused graph holds every weight
-once and the int8/fp16 passes see the same weight MatMuls as in the portable graph.
+core sits inside the `If`: projections, LoRA adapters, norms and RoPE stay in the main graph, shared by both
+branches, so the fused graph holds every weight once and the int8/fp16 passes see the same weight MatMuls as in
+the portable graph.
 
 Matching is onnxscript's `fuse_sdpa` rule (4D Q/K/V, MatMul -> [scale] -> [+mask] -> Softmax -> MatMul); the
 rewrite from there is this module's. Q/K/V enter the op as [B, S, heads*head_dim] through Transpose+Reshape;
@@ -84,18 +84,6 @@ class _Nodes:
         return ir.Graph([], [out], nodes=self.nodes, name=self.prefix)
 
 
-@dataclass(frozen=True)
-class _Block:
-    index: int
-    q: ir.Value  # [B, S, heads*head_dim] (the flattened inputs of the matched 4D attention)
-    k: ir.Value
-    v: ir.Value
-    scale: float
-    bias: ir.Value | None
-    k_kv: ir.Value | None  # un-repeated K and V [B, S, kv_heads*head_dim] (gqa), when found
-    v_kv: ir.Value | None
-
-
 def _unrepeated_kv(x: ir.Value, kv_heads: int) -> ir.Value | None:
     """K or V [B, kv_heads, S, D] before transformers' repeat_kv (Unsqueeze -> Expand -> Reshape), if so made."""
     for op_type in ("Reshape", "Expand", "Unsqueeze"):
@@ -155,7 +143,7 @@ def _check_4d(i: int, name: str, v: ir.Value, heads: int, head_dim: int) -> None
 class _Guards:
     """Per-call values computed once at the top of the graph, shared by every block."""
 
-    unmasked: ir.Value | None  # bool: the tiled op is exact for this batch
+    unmasked: ir.Value | None  # bool: the mask can be dropped (mha, bias: no padding; gqa: right-padded)
     mask32: ir.Value | None  # int32 [B, S] key padding mask
     rows: ir.Value | None = None  # bool (mha): right-padded, every row non-empty, longer than ROWS_MIN_LENGTH
     lengths: ir.Value | None = None  # int64 [B]: tokens per row
