@@ -28,8 +28,9 @@ from embcc.probes import PROBES
 from embcc.runtimes import onnx_forms, open_artifact
 from embcc.runtimes.base import Embedder
 
-# Probes are truncated at the artifact's max length, but at most here: ONNX Runtime's unfused attention holds
-# heads x L^2 scores, 17 GB for one 32,768-token text even on a tiny v5 fixture (v2/v3 stop at 8,192 anyway).
+# Probes are truncated at the artifact's max length, but at most here for graphs without tiled attention: ONNX
+# Runtime's unfused attention holds heads x L^2 scores, 17 GB for one 32,768-token text even on a tiny v5 fixture.
+# A fused model.onnx (mha, gqa) is verified to the family's whole context (v5, v4: 32,768).
 VERIFY_MAX_TOKENS = 8192
 
 # precision -> bar: min cosine, max abs diff, mean cosine, ranking agreement; an empty bar: reported, not gated
@@ -64,6 +65,7 @@ class TaskParity:
     runtime: str = ""
     finite: bool = True
     failed: list[str] = field(default_factory=list)  # the bar entries that were missed
+    max_tokens: int = 0  # probes were truncated here (the graph's budget: see VERIFY_MAX_TOKENS)
 
 
 def ranking_agreement(ref: np.ndarray, got: np.ndarray, k: int = 10) -> float:
@@ -192,7 +194,7 @@ def _manifest(root: Path, art: Path) -> dict:
 
 
 def verify(artifact_path: str | Path, reference: str | Path | Bundle, *, texts: list[str] | None = None,
-           write: bool = True, max_tokens: int = VERIFY_MAX_TOKENS) -> dict:
+           write: bool = True, max_tokens: int = VERIFY_MAX_TOKENS, full_context: bool = True) -> dict:
     """Verify every artifact under `artifact_path` against the checkpoint `reference`; writes parity.json beside
     them (parity-<checkpoint sha256[:12]>.json when the checkpoint is not the artifact's source). A loaded Bundle
     stands for its checkpoint directory: the reference is always built afresh from the files."""
@@ -212,17 +214,21 @@ def verify(artifact_path: str | Path, reference: str | Path | Bundle, *, texts: 
     try:
         for art in arts:
             spec = ModelSpec.read(art)
-            asked = _manifest(root, art).get("options", {}).get("max_length")
-            length = min(asked or spec.max_length, max_tokens)
-            lengths.append(length)
+            asked = _manifest(root, art).get("options", {}).get("max_length") or spec.max_length
             tasks: list[str | None] = [spec.task] if spec.task is not None else [t.name for t in spec.tasks] or [None]
             if spec.task_optional and spec.task is None:
                 tasks = [None, *[t.name for t in spec.tasks]]  # no task (no prefix), and each task's prefix
             name = str(art.relative_to(root)) if art != root else "."
             forms = onnx_forms(art)
             for form in forms or [None]:  # every graph an artifact ships is held to the bar
+                # tiled attention (a fused model.onnx) runs the family's whole context in bounded memory; every
+                # other graph and runtime materialises heads x L^2 scores, so its probes stop at max_tokens
+                tiled = form == "model.onnx" and spec.attention in ("mha", "gqa")
+                length = min(asked, spec.max_length if tiled and full_context else max_tokens)
+                lengths.append(length)
                 embedder = open_artifact(art, model_file=form, max_length=length)
                 graph = form if len(forms) > 1 else None
+                first = len(rows)
                 if spec.part in ("text", "combined"):
                     rows += parity(embedder, ref, tasks=tasks, bar=BARS[spec.precision], name=name, texts=texts,
                                    max_length=length, reference_role=options.get("role"), graph=graph)
@@ -233,6 +239,8 @@ def verify(artifact_path: str | Path, reference: str | Path | Bundle, *, texts: 
                 if spec.part in ("vision", "combined"):
                     rows += image_parity(embedder, ref, bar=BARS[spec.precision], name=name, graph=graph,
                                          cross_modal=spec.part == "combined", max_length=length)
+                for r in rows[first:]:
+                    r.max_tokens = length
                 if hasattr(embedder, "close"):
                     embedder.close()
         described = ref.describe()
@@ -255,6 +263,8 @@ def verify(artifact_path: str | Path, reference: str | Path | Bundle, *, texts: 
         "runtimes": sorted({r.runtime for r in rows}),
         "probe_texts": len(texts if texts is not None else PROBES),
         "probe_max_tokens": max(lengths),
+        "probe_tokens_per_row": "each row's graph: a fused model.onnx to the artifact's max length, other graphs "
+                                f"to {max_tokens}",
         "passed": all(r.passed for r in rows),
         "gated_rows": len(gated),
         "reported_rows": len(rows) - len(gated),

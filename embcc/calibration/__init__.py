@@ -83,8 +83,10 @@ def check(precision: str, spec: ModelSpec, *, file: str | Path | None = None, me
 
 
 def lower(src: Path, where: Path, *, precision: str, spec: ModelSpec, calibration: Calibration,
-          checkpoint_sha256: str) -> dict:
-    """Write the `precision` graph(s) of the fp32 graph `src` into `where`; returns precision.json's content."""
+          checkpoint_sha256: str, fused: Path | None = None) -> dict:
+    """Write the `precision` graph(s) of the fp32 graph `src` (standard ops) into `where`, and of `fused` (the
+    same graph with fused attention, where the export made one) as ONNX Runtime's model.onnx; returns
+    precision.json's content. Everything is measured on `src`."""
     from embcc.calibration.fp16 import lower_fp16
     from embcc.calibration.int8 import PORTABLE_FILE, layer_errors, lower_int8
 
@@ -112,11 +114,11 @@ def lower(src: Path, where: Path, *, precision: str, spec: ModelSpec, calibratio
     try:
         if precision == "fp16":
             entry = cache.entry(calibration.cache_dir, kind="fp16", **key)
-            report = lower_fp16(src, where / "model.onnx", None if entry.is_file() else measure(), entry)
+            report = lower_fp16(src, where, None if entry.is_file() else measure(), entry, fused=fused)
         else:
             entry = None if dynamic else cache.entry(calibration.cache_dir, kind="int8-ranges", **key)
             report = lower_int8(src, where, measure, method=calibration.method, mode=calibration.int8_mode,
-                                cache_file=entry)
+                                cache_file=entry, fused=fused)
             errors_entry = cache.entry(calibration.cache_dir, kind=f"int8-{calibration.int8_mode}-errors", **key)
             if errors_entry.is_file():
                 report["layers_hurting_most"] = json.loads(errors_entry.read_text())

@@ -27,8 +27,13 @@ def default_dir() -> Path:
 
 
 def graph_hash(model_path: Path) -> str:
-    """sha256 of an ONNX graph and its external data files (if any)."""
-    return sha256_files(sorted(Path(model_path).parent.glob(Path(model_path).name + "*")))
+    """sha256 of an ONNX graph and the external data files it reads (if any)."""
+    import onnx
+
+    path = Path(model_path)
+    model = onnx.load(str(path), load_external_data=False)
+    data = sorted({e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"})
+    return sha256_files([path, *(path.parent / d for d in data)])
 
 
 def entry(cache_dir: Path | None, *, checkpoint: str, corpus: str, method: str, graph: str, kind: str) -> Path:

@@ -19,7 +19,6 @@ Two graphs for a static export, one weight file (model.int8.data) shared by both
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -38,7 +37,7 @@ from onnxruntime.quantization import (
 )
 
 from embcc.calibration.activations import errors, float_outputs, layer_of
-from embcc.core.onnxfile import save_onnx
+from embcc.core.onnxfile import save_onnx, share_weights
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
            "percentile": CalibrationMethod.Percentile}
@@ -161,36 +160,16 @@ def _quantize(src: Path, dst: Path, feeds: list[dict] | None, *, method: str, ca
             target.unlink()
 
 
-def _digest(t: onnx.TensorProto) -> str:
-    return hashlib.sha256(numpy_helper.to_array(t).tobytes()).hexdigest() + str(t.data_type) + str(list(t.dims))
-
-
-def _share_weights(model: onnx.ModelProto, portable_path: Path, dst: Path) -> int:
-    """Point `model`'s initializers at the portable graph's weight file wherever the bytes are the same, then
-    save it at `dst`; returns how many tensors are shared (the rest stay inside the graph file)."""
-    portable = onnx.load(str(portable_path))
-    by_content = {_digest(t): t.name for t in portable.graph.initializer if np.prod(t.dims) >= 1024}
-    refs = {t.name: t for t in onnx.load(str(portable_path), load_external_data=False).graph.initializer}
-    shared = 0
-    for t in model.graph.initializer:
-        name = by_content.get(_digest(t)) if np.prod(t.dims) >= 1024 else None
-        if name is not None and refs[name].data_location == onnx.TensorProto.EXTERNAL:
-            own = t.name
-            t.CopyFrom(refs[name])
-            t.name = own
-            shared += 1
-    onnx.save(model, str(dst))
-    return shared
-
-
 def lower_int8(src: Path, dst_dir: Path, feeds: Callable[[], list[dict]], *, method: str, mode: str,
-               cache_file: Path | None) -> dict:
-    """Write model.onnx (ONNX Runtime form) and, for static, model.portable.onnx (calibrated QDQ) into dst_dir;
-    returns the report."""
+               cache_file: Path | None, fused: Path | None = None) -> dict:
+    """Write model.onnx (ONNX Runtime form: from `fused`, the fp32 graph with fused attention, where there is
+    one) and, for static, model.portable.onnx (calibrated QDQ, from the standard-ops fp32 graph `src`) into
+    dst_dir; returns the report."""
+    ort_src = fused or src
     with tempfile.TemporaryDirectory(prefix="embcc-int8-") as tmp:
         staged = Path(tmp) / "q.onnx"
         if mode == "dynamic":
-            quantize_dynamic(str(src), str(staged), weight_type=QuantType.QInt8)
+            quantize_dynamic(str(ort_src), str(staged), weight_type=QuantType.QInt8)
             quantized = onnx.load(str(staged))
             save_onnx(quantized, dst_dir / "model.onnx")
             return {"mode": "dynamic", "format": "QOperator (onnxruntime quantize_dynamic defaults)",
@@ -214,13 +193,14 @@ def lower_int8(src: Path, dst_dir: Path, feeds: Callable[[], list[dict]], *, met
         # fp32; static uint8 QDQ 0.327 s; this form 0.281 s (the plain quantize_dynamic path: 0.284 s).
         # Attention's activation MatMuls stay float (quantized with ranges from <=512-token calibration texts
         # they fell to min cosine 0.964 on longer v5 probes).
-        quantize_dynamic(str(src), str(staged), weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=QUANTIZED_OPS, nodes_to_exclude=excluded,
+        ort_excluded = excluded if fused is None else activation_matmuls(onnx.load(str(fused), load_external_data=False))
+        quantize_dynamic(str(ort_src), str(staged), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=QUANTIZED_OPS, nodes_to_exclude=ort_excluded,
                          use_external_data_format=large)
         ort_model = onnx.load(str(staged))
         quantize_tables(ort_model)
         gather_then_scale(ort_model)
-        shared = _share_weights(ort_model, dst_dir / PORTABLE_FILE, dst_dir / "model.onnx")
+        shared = share_weights(ort_model, dst_dir / PORTABLE_FILE, dst_dir / "model.onnx")
     return {
         "mode": "static", "method": method,
         "format": {"model.onnx": "ONNX Runtime integer ops: dynamic quantization (activations quantized per call; "

@@ -58,6 +58,8 @@ class ModelSpec:
     task_optional: bool = False  # True: no task means no prefix (jina-clip-v2's encode_text)
     image: dict | None = None
     multi_vector_dim: int | None = None  # per-token vectors beside the single one (jina-embeddings-v4)
+    attention: str | None = None  # model.onnx's fused attention (mha | gqa | bias), None: standard ops only
+    min_onnxruntime: str | None = None  # the oldest ONNX Runtime that runs model.onnx as intended
 
     def task_by_name(self, name: str | None) -> Task | None:
         """The task to run: `name`, else the artifact's own merged task; None for families without tasks and

@@ -341,21 +341,6 @@ def _fuse(m: ir.Model, *, kind: str, heads: int, kv_heads: int, head_dim: int) -
     return ir.to_proto(m), {"kind": kind, "blocks": len(report), "fused": report, "unfused_softmax": left}
 
 
-def attention_options(family: str, backbone: object) -> dict:
-    """fuse_attention's keyword arguments for one of embcc's backbones (read from its config)."""
-    c = getattr(backbone, "config", backbone)
-    heads = int(c.num_attention_heads)
-    kv = int(getattr(c, "num_key_value_heads", None) or heads)
-    head_dim = int(getattr(c, "head_dim", None) or c.hidden_size // heads)
-    if family.startswith("jina-v2"):
-        return {"kind": "bias", "heads": heads, "kv_heads": heads, "head_dim": head_dim, "causal": False}
-    if family == "jina-v5-small":
-        return {"kind": "gqa", "heads": heads, "kv_heads": kv, "head_dim": head_dim, "causal": True}
-    if family in ("jina-v3", "jina-v5-nano"):
-        return {"kind": "mha", "heads": heads, "kv_heads": kv, "head_dim": head_dim, "causal": False}
-    raise EmbccError(f"no attention fusion is known for {family}", "use the portable graph")
-
-
 def fuse_attention_file(src: Path, dst: Path, **options: object) -> dict:
     """fuse_attention from file to file. Weights held as external data stay where they are: `dst` must sit in
     the directory of `src`, and the fused graph points at the same data file (one copy of the weights)."""
@@ -372,58 +357,3 @@ def fuse_attention_file(src: Path, dst: Path, **options: object) -> dict:
     fused, report = fuse_attention(model, **options)  # type: ignore[arg-type]
     onnx.save(fused, str(dst))
     return report
-
-
-
-def fp32_attention(model: onnx.ModelProto) -> onnx.ModelProto:
-    """After an fp16 conversion of a fused graph: run every fused attention op in fp32 again (Cast in, Cast out,
-    inside its If/Loop subgraph). Measured with ORT 1.32 on CPU: GroupQueryAttention's tiled kernel is fp32-only (fp16
-    at 8,192 tokens, 8 heads: +2.2 GB, 4.2 s; fp32 +66 MB, 1.2 s); fp16 MultiHeadAttention is tiled too, but
-    gets the same fp32 island for one rule and fp32 softmax accuracy. Returns `model`, changed in place."""
-    fp16 = onnx.TensorProto.FLOAT16
-
-    def fix(graph: onnx.GraphProto, where: str) -> None:
-        nodes = []
-        for n in graph.node:
-            if n.domain != MS or n.op_type not in ("MultiHeadAttention", "GroupQueryAttention"):
-                nodes.append(n)
-                continue
-            for k in (0, 1, 2):  # query, key, value
-                if n.input[k]:
-                    name = f"{n.input[k]}_fp32_{where.replace('/', '_')}"
-                    nodes.append(onnx.helper.make_node("Cast", [n.input[k]], [name], to=onnx.TensorProto.FLOAT,
-                                                       name=f"{n.name}/cast_in{k}"))
-                    n.input[k] = name
-            if n.op_type == "MultiHeadAttention" and len(n.input) > 5 and n.input[5]:  # attention_bias
-                name = f"{n.input[5]}_fp32_{where.replace('/', '_')}"
-                nodes.append(onnx.helper.make_node("Cast", [n.input[5]], [name], to=onnx.TensorProto.FLOAT,
-                                                   name=f"{n.name}/cast_bias"))
-                n.input[5] = name
-            out = n.output[0]
-            n.output[0] = f"{out}_fp32"
-            nodes.append(n)
-            nodes.append(onnx.helper.make_node("Cast", [n.output[0]], [out], to=fp16, name=f"{n.name}/cast_out"))
-        del graph.node[:]
-        graph.node.extend(nodes)
-
-    def is_fp16(graph: onnx.GraphProto) -> bool:
-        floats = [o.type.tensor_type.elem_type for o in graph.output
-                  if o.type.tensor_type.elem_type in (onnx.TensorProto.FLOAT, fp16)]
-        return bool(floats) and all(t == fp16 for t in floats)
-
-    def walk(node: onnx.NodeProto) -> None:
-        for a in node.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                if is_fp16(a.g):
-                    fix(a.g, f"{node.name}/{a.name}")
-                for inner in a.g.node:
-                    walk(inner)
-
-    for n in model.graph.node:
-        if n.name.startswith("embcc_attention_"):
-            walk(n)
-    mains = [n for n in model.graph.node if n.domain == MS and n.op_type == "MultiHeadAttention"]
-    if mains and any(vi.type.tensor_type.elem_type == fp16 for vi in model.graph.value_info
-                     if vi.name == mains[0].input[0]):
-        fix(model.graph, "main")
-    return model

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -22,13 +23,17 @@ import torch
 from embcc.core.adapted import Adapted
 from embcc.core.bundle import Bundle
 from embcc.core.contract import GraphContract
-from embcc.core.onnxfile import needs_external
+from embcc.core.onnxfile import needs_external, save_onnx
 from embcc.core.spec import ModelSpec
+from embcc.export.attention import MIN_ORT, fuse_attention_file
 from embcc.export.base import Format, Option, Plan
 from embcc.export.graph import build
 
 OPSET = 18
 MODEL_FILE = "model.onnx"
+PORTABLE_FILE = "model.portable.onnx"
+WEIGHTS = "model.onnx_data"  # one weight file for both forms of a fused export
+ATTENTION_REPORT = "attention.json"
 PRECISIONS = ("fp32", "fp16", "int8")
 
 PRECISION = Option("precision", "--precision", "fp32 (default) | fp16 | int8", PRECISIONS)
@@ -119,19 +124,50 @@ class OnnxFormat(Format):
         return out
 
     def write(self, adapted: Adapted, where: Path, plan: Plan) -> ModelSpec:
+        """model.onnx is the graph ONNX Runtime runs; where attention fuses into its tiled kernels (the family
+        says how), model.onnx holds the fused attention and model.portable.onnx the standard-ops graph, both
+        reading one weight file. fp16 / int8 lower both forms (embcc.calibration)."""
         precision, calib = plan.values["precision"], plan.values["calibration"]
         spec = dataclasses.replace(adapted.spec, precision=precision)
+        fusion = adapted.bundle.family.attention(adapted.bundle, adapted.spec.part)
         module, contract = build(adapted)
-        if calib is None:
-            trace(module, contract, where)
-            return spec
-        from embcc.calibration import REPORT, lower
-
-        with tempfile.TemporaryDirectory(prefix=".fp32-", dir=where) as fp32:
-            trace(module, contract, Path(fp32))
+        with tempfile.TemporaryDirectory(prefix=".trace-", dir=where) as tmp:
+            traced = trace(module, contract, Path(tmp))
             del module
-            report = lower(Path(fp32) / MODEL_FILE, where, precision=precision, spec=spec,
-                           calibration=calib, checkpoint_sha256=adapted.bundle.source_sha256)
-        (where / REPORT).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+            fp32_dir = where if calib is None else Path(tmp) / "fp32"
+            fp32_dir.mkdir(exist_ok=True)
+            fused = _fp32_forms(traced, fp32_dir, fusion)
+            if calib is not None:
+                from embcc.calibration import REPORT, lower
+
+                src = fp32_dir / (PORTABLE_FILE if fused else MODEL_FILE)
+                report = lower(src, where, precision=precision, spec=spec, calibration=calib,
+                               checkpoint_sha256=adapted.bundle.source_sha256,
+                               fused=fp32_dir / MODEL_FILE if fused else None)
+                (where / REPORT).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        if fused:
+            _mark(where / MODEL_FILE, fused["kind"])  # the precision passes may drop model metadata
+            (where / ATTENTION_REPORT).write_text(json.dumps(fused, indent=2, sort_keys=True) + "\n")
+            spec = dataclasses.replace(spec, attention=fused["kind"], min_onnxruntime=MIN_ORT)
         return spec
 
+
+def _mark(path: Path, kind: str) -> None:
+    """Record the fused attention's kind in the graph's metadata (the runtimes batch by it)."""
+    from embcc.export.attention import METADATA_KEY
+
+    model = onnx.load(str(path), load_external_data=False)
+    if {p.key: p.value for p in model.metadata_props}.get(METADATA_KEY) != kind:
+        onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, METADATA_KEY: kind})
+        onnx.save(model, str(path))
+
+
+def _fp32_forms(traced: Path, dst: Path, fusion: dict | None) -> dict | None:
+    """The fp32 graphs in `dst`: model.onnx alone (no fusion), or model.portable.onnx + model.onnx (fused
+    attention) over one external weight file; returns the fusion report (None without fusion)."""
+    if fusion is None:
+        for f in traced.parent.iterdir():
+            os.replace(f, dst / f.name)
+        return None
+    save_onnx(onnx.load(str(traced)), dst / PORTABLE_FILE, external=True, location=WEIGHTS)
+    return fuse_attention_file(dst / PORTABLE_FILE, dst / MODEL_FILE, **fusion)

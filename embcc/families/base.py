@@ -59,6 +59,11 @@ class Family(ABC):
         """The torch module and graph contract of a part other than text (the text part is export.graph's)."""
         raise EmbccError(f"{self.name} has no {part} part", f"choose one of: {', '.join(self.parts(adapted.bundle))}")
 
+    def attention(self, bundle: Bundle, part: str) -> dict | None:
+        """How this model's attention fuses into ONNX Runtime's tiled kernels (embcc.export.attention's
+        options: kind mha | gqa | bias, heads, kv_heads, head_dim, causal), or None to keep the standard ops."""
+        return None
+
     @classmethod
     @abstractmethod
     def detect(cls, config: dict, path: Path) -> bool:

@@ -123,6 +123,14 @@ class JinaClipV2(Family):
             return module.eval(), contract
         return super().part_module(adapted, part)
 
+    def attention(self, bundle: Bundle, part: str) -> dict | None:
+        """The text tower's RoPE attention fuses as v3's; the image tower runs unmasked SDPA already."""
+        if part != "text":
+            return None
+        c = bundle.extra["clip"].text_config
+        return {"kind": "mha", "heads": c.num_attention_heads, "kv_heads": c.num_attention_heads,
+                "head_dim": c.hidden_size // c.num_attention_heads, "causal": False}
+
     def backbone(self, bundle: Bundle, weights: dict[str, torch.Tensor], rope_theta: float | None = None) -> nn.Module:
         ckpt: ClipCheckpoint = bundle.extra["clip"]
         cfg = ckpt.text_config.__class__(**ckpt.text_config.to_dict())

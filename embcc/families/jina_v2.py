@@ -76,6 +76,11 @@ class JinaV2(Family):
         spec = ModelSpec(family=self.name, pooling="mean", dim=c.hidden_size, max_length=max_len, position="alibi")
         return Bundle(self, path, "original", config, spec, weights, None, tokenizer_files(path), hash_checkpoint(path))
 
+    def attention(self, bundle: Bundle, part: str) -> dict | None:
+        c = bundle.config  # ALiBi only enters ONNX Runtime's attention as a bias: fused, never tiled
+        return {"kind": "bias", "heads": int(c["num_attention_heads"]), "kv_heads": int(c["num_attention_heads"]),
+                "head_dim": int(c["hidden_size"]) // int(c["num_attention_heads"]), "causal": False}
+
     def backbone(self, bundle: Bundle, weights: dict[str, torch.Tensor], rope_theta: float | None = None) -> torch.nn.Module:
         model = JinaBertModel(JinaBertConfig.from_dict(bundle.config))
         model.load_state_dict(weights, strict=True)

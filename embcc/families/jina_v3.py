@@ -142,6 +142,11 @@ class JinaV3(Family):
         )
         return Bundle(self, path, layout, config, spec, weights, lora, tokenizer_files(path), hash_checkpoint(path))
 
+    def attention(self, bundle: Bundle, part: str) -> dict | None:
+        c = native_config(bundle.config, bundle.layout)  # bidirectional RoPE attention: tiled MultiHeadAttention
+        return {"kind": "mha", "heads": c.num_attention_heads, "kv_heads": c.num_attention_heads,
+                "head_dim": c.hidden_size // c.num_attention_heads, "causal": False}
+
     def backbone(self, bundle: Bundle, weights: dict[str, torch.Tensor], rope_theta: float | None = None) -> torch.nn.Module:
         cfg = native_config(bundle.config, bundle.layout, rope_theta)
         cfg._attn_implementation = "sdpa"

@@ -237,6 +237,16 @@ class JinaV5(Family):
     def gguf_facts(self, bundle: Bundle) -> GgufFacts:
         return GGUF_FACTS[variant_of(bundle.config, bundle.path).size]
 
+    def attention(self, bundle: Bundle, part: str) -> dict | None:
+        """small: causal GQA (GroupQueryAttention, its q/k norms kept as ops); nano: bidirectional MHA."""
+        variant = variant_of(bundle.config, bundle.path)
+        c = native_config(bundle.config, variant)
+        heads, kv = c.num_attention_heads, c.num_key_value_heads or c.num_attention_heads
+        head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
+        small = variant.size == "small"
+        return {"kind": "gqa" if small else "mha", "heads": heads, "kv_heads": kv, "head_dim": head_dim,
+                "causal": small}
+
     def backbone(self, bundle: Bundle, weights: dict[str, torch.Tensor], rope_theta: float | None = None) -> torch.nn.Module:
         variant = variant_of(bundle.config, bundle.path)
         model = variant.backbone(native_config(bundle.config, variant, rope_theta))

@@ -1,6 +1,6 @@
 """The one Embedder interface every runtime implements.
 
-Preprocessing (runtimes/preprocess.py) is shared; pooling of token states when a graph returns only those,
+Preprocessing (runtimes/preprocess.py) and batching (runtimes/batching.py) are shared; pooling of token states when a graph returns only those,
 Matryoshka truncation and L2 normalisation live here, once, so every artifact runtime does them the same way.
 """
 
@@ -14,7 +14,8 @@ import numpy as np
 
 from embcc.core.errors import EmbccError
 from embcc.core.spec import ModelSpec, Task
-from embcc.runtimes.preprocess import Preprocessor, batches, texts_list
+from embcc.runtimes.batching import plan_batches
+from embcc.runtimes.preprocess import Preprocessor, texts_list
 
 
 def pool_numpy(states: np.ndarray, mask: np.ndarray, pooling: str) -> np.ndarray:
@@ -78,15 +79,29 @@ class Embedder(ABC):
             return [] if vectors == "multi" else np.zeros((0, dim), dtype=np.float32)
         ids = self.token_ids(texts, task, role)
         t = self.spec.task_by_name(task)
-        out: list = []
-        for group in batches(ids, batch_size):
-            input_ids, mask = self.batch(group)
+        task_id = t.id if t else None
+        multi: list = [None] * len(ids)
+        single: np.ndarray | None = None
+        for group in plan_batches([max(2, len(x)) for x in ids], batch_size, self.attention_kind()):
+            input_ids, mask = self.batch([ids[i] for i in group])
             if vectors == "multi":
-                multi = np.asarray(self._embed_multi(input_ids, mask, t.id if t else None), dtype=np.float32)
-                out += [m[: int(k.sum())] for m, k in zip(multi, mask)]
+                out = np.asarray(self._embed_multi(input_ids, mask, task_id), dtype=np.float32)
+                for i, m, k in zip(group, out, mask):
+                    multi[i] = m[: int(k.sum())]
             else:
-                out.append(np.asarray(self._embed(input_ids, mask, t.id if t else None), dtype=np.float64))
-        return out if vectors == "multi" else normalize(np.concatenate(out)[:, :dim])
+                out = np.asarray(self._embed(input_ids, mask, task_id), dtype=np.float64)
+                if single is None:
+                    single = np.zeros((len(ids), out.shape[1]), dtype=np.float64)
+                single[group] = out
+        if vectors == "multi":
+            return multi
+        assert single is not None
+        return normalize(single[:, :dim])
+
+    def attention_kind(self) -> str | None:
+        """How the runtime's attention batches best (embcc.runtimes.batching): None for the attention-budget
+        packing every runtime can take; ONNX graphs with fused attention say their kind."""
+        return None
 
     def _embed_multi(self, input_ids: np.ndarray, attention_mask: np.ndarray, task_id: int | None) -> np.ndarray:
         raise EmbccError(f"the {self.runtime} runtime has no multi-vector output", "use vectors='single'")

@@ -8,7 +8,8 @@ ONNX Runtime's CPU attention is tiled (no batch x heads x L x L matrix) only whe
 - a causal graph ("gqa") is exact unmasked for right-padded batches, so there only a token budget applies;
 - a graph whose attention always takes a bias ("bias": ALiBi) or an unfused graph (None) materialises L^2 for every
   batch: sorted packing within `attention_budget`.
-Vectors are returned in input order and do not depend on the batching (tests/test_attention_fusion.py).
+Every runtime's Embedder.encode batches this way and returns vectors in input order; they do not depend on the
+batching (tests/test_attention_fusion.py).
 """
 
 from __future__ import annotations
@@ -16,22 +17,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import groupby
 
-import numpy as np
-
-from embcc.runtimes.base import ATTENTION_BUDGET, Embedder, normalize
-
+ATTENTION_BUDGET = 2 * 4096 * 4096  # batch x longest^2 of any batch that materialises the attention matrix
 PAD_BUDGET = 16 * 512 * 512  # batch x longest^2 of a padded batch on the masked (non-tiled) path
 TOKEN_BUDGET = 32 * 512  # batch x longest of a batch whose attention is tiled
 SHORT = 64  # below this, padding waste is not worth a smaller batch
 METADATA_KEY = "embcc.attention"  # model metadata the fused graph carries: mha | gqa | bias
-
-
-def attention_kind(embedder: Embedder) -> str | None:
-    """The fused-attention kind of an ONNX Runtime embedder's graph (None for an unfused graph or another runtime)."""
-    session = getattr(embedder, "session", None)
-    if session is None:
-        return None
-    return session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
 
 
 def _pack(order: Sequence[int], lengths: Sequence[int], batch_size: int, fits) -> list[list[int]]:
@@ -84,26 +74,3 @@ def plan_batches(
 
     out.extend(_pack(rest, lengths, batch_size, fits))
     return out
-
-
-def encode(
-    embedder: Embedder, texts: Sequence[str], task: str | None = None, dim: int | None = None, batch_size: int = 16,
-    role: str | None = None, kind: str | None = None,
-) -> np.ndarray:
-    """Embedder.encode with length-sorted batches planned for the graph's attention kind (read from the graph
-    when `kind` is None); float32 [N, dim], L2-normalised, in input order."""
-    dim = embedder.spec.check_dim(dim)
-    if len(texts) == 0:
-        return np.zeros((0, dim), dtype=np.float32)
-    ids = embedder.token_ids(texts, task, role)
-    t = embedder.spec.task_by_name(task)
-    kind = kind if kind is not None else attention_kind(embedder)
-    out: np.ndarray | None = None
-    for group in plan_batches([max(2, len(x)) for x in ids], batch_size, kind):
-        input_ids, mask = embedder.batch([ids[i] for i in group])
-        vectors = np.asarray(embedder._embed(input_ids, mask, t.id if t else None), dtype=np.float64)
-        if out is None:
-            out = np.zeros((len(ids), vectors.shape[1]), dtype=np.float64)
-        out[group] = vectors
-    assert out is not None
-    return normalize(out[:, :dim])

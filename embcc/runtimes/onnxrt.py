@@ -97,6 +97,11 @@ class OnnxEmbedder(Embedder):
         (multi,) = self.session.run(["multi_vector_embeddings"], feeds)
         return multi
 
+    def attention_kind(self) -> str | None:
+        from embcc.runtimes.batching import METADATA_KEY
+
+        return self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+
     def _image_size(self) -> int:
         from embcc.core.images import image_settings
 
