@@ -61,31 +61,19 @@ def fixture(work: Path, name: str) -> Path:
 
 
 def graphs(work: Path, name: str, lora: str | None = "merge") -> dict[str, Path]:
-    """portable.onnx (today's export) and fused.onnx (fuse_attention) of one fixture; made once."""
-    import onnx
-
-    from embcc.export.attention import attention_options, fuse_attention
-    from embcc.export.graph import adapt
-    from embcc.export.onnx import export_onnx
+    """model.portable.onnx (standard ops) and model.onnx (fused attention) of one fixture, as `embcc export`
+    writes them; made once."""
     from embcc.families import load
+    from embcc.pipeline import artifacts_in, export
 
     out = work / "onnx" / f"{name}-{lora}"
-    paths = {"portable": out / "model.portable.onnx", "fused": out / "model.onnx"}
-    if paths["fused"].exists():
-        return paths
-    out.mkdir(parents=True, exist_ok=True)
-    bundle = load(fixture(work, name))
+    ckpt = fixture(work, name)
+    bundle = load(ckpt)
     task = bundle.spec.tasks[0].name if (bundle.lora is not None and lora == "merge") else None
-    graph, spec = adapt(bundle, task=task, lora=lora if bundle.lora is not None else None)
-    tmp = out / "tmp"
-    tmp.mkdir(exist_ok=True)
-    export_onnx(graph, tmp)
-    (tmp / "model.onnx").rename(paths["portable"])
-    tmp.rmdir()
-    fused, report = fuse_attention(onnx.load(str(paths["portable"])), **attention_options(spec.family, graph.backbone))
-    onnx.save(fused, str(paths["fused"]))
-    (out / "fusion.json").write_text(json.dumps(report, indent=2) + "\n")
-    return paths
+    if not out.exists():
+        export(ckpt, out, lora=lora if bundle.lora is not None else None, task=task)
+    art = artifacts_in(out)[0]
+    return {"portable": art / "model.portable.onnx", "fused": art / "model.onnx"}
 
 
 # ---------------------------------------------------------------------------------------------------- children

@@ -19,10 +19,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from embcc.calibration.fp16 import fp32_attention
+from embcc.core.adapted import adapt
 from embcc.errors import EmbccError
 from embcc.export import attention
-from embcc.export.attention import attention_options, fp32_attention, fuse_attention, fuse_attention_file
-from embcc.export.graph import adapt
+from embcc.export.attention import fuse_attention, fuse_attention_file
+from embcc.export.graph import build_graph
 from embcc.families import load
 from embcc.pipeline import artifacts_in, export
 from embcc.runtimes import batching
@@ -47,9 +49,9 @@ class Case:
         self.name, self.kind, self.lora, self.tasks = name, KIND[CASES[name][0]], lora, len(bundle.spec.tasks)
         self.task = bundle.spec.tasks[0].name if lora == "merge" else None
         self.artifact = artifacts_in(export(ckpt, root / name, lora=lora, task=self.task))[0]
-        self.portable = self.artifact / "model.onnx"
-        self.graph, spec = adapt(bundle, task=self.task, lora=lora)
-        self.options = attention_options(spec.family, self.graph.backbone)
+        self.portable = self.artifact / "model.portable.onnx"
+        self.graph = build_graph(adapt(bundle, task=self.task, lora=lora))
+        self.options = bundle.family.attention(bundle, "text")
         self.report = fuse_attention_file(self.portable, self.artifact / FUSED, **self.options)
         self.fused = self.artifact / FUSED
         opts = ort.SessionOptions()
@@ -243,15 +245,18 @@ def test_vectors_do_not_depend_on_batching(cases, name):
 def test_batching_encode_returns_input_order(cases, name):
     c = cases(name)
     emb = OnnxEmbedder(c.artifact, model_file=FUSED, threads=2)
-    assert batching.attention_kind(emb) == c.kind
+    assert emb.attention_kind() == c.kind
     kw = {"task": c.task} if c.task else {}
-    got = batching.encode(emb, TEXTS, batch_size=3, **kw)
+    got = emb.encode(TEXTS, batch_size=3, **kw)
     singles = np.concatenate([emb.encode([t], **kw) for t in TEXTS])
-    padded = emb.encode(TEXTS, batch_size=16, **kw)  # the base class: consecutive padded batches
+    ids = emb.token_ids(TEXTS, c.task)
+    input_ids, mask = emb.batch(ids)  # every text in one padded batch, in input order
+    padded = emb._embed(input_ids, mask, 0 if c.lora == "keep" else None)
+    padded = padded / np.linalg.norm(padded, axis=1, keepdims=True)
     agree(got, singles, cos=0.999999, abs_diff=1e-6)
     agree(got, padded, cos=0.999999, abs_diff=1e-6)
-    assert batching.encode(emb, [], **kw).shape == (0, c.graph.backbone.config.hidden_size)
-    assert batching.encode(emb, TEXTS[:3], dim=32, **kw).shape == (3, 32)
+    assert emb.encode([], **kw).shape == (0, c.graph.backbone.config.hidden_size)
+    assert emb.encode(TEXTS[:3], dim=32, **kw).shape == (3, 32)
 
 
 def test_plan_batches():
@@ -361,8 +366,8 @@ def test_bad_input(cases):
                                                           "g", [x], [y]), opset_imports=[onnx.helper.make_opsetid("", 18)])
     with pytest.raises(EmbccError, match="no attention block"):
         fuse_attention(plain, **c.options)
-    with pytest.raises(EmbccError, match="no attention fusion"):
-        attention_options("jina-v4", c.graph.backbone)
+    from embcc.families.jina_v4 import JinaV4
+    assert JinaV4().attention(None, "text") is None  # v4 declares no fusion: its graph stays portable
 
 
 @pytest.mark.parametrize("name", ["v3-keep", "small-merge"])
