@@ -43,7 +43,9 @@ def decide(src: Path, feeds: list[dict]) -> dict:
     names = list(float_outputs(model))
     nodes = {n.name: n for n in model.graph.node}
     kept: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="embcc-fp16-") as tmp:
+    # scratch beside the source graph (inside the export's staging directory): a killed run leaves it where the
+    # next run on the same --out removes it, not in /tmp
+    with tempfile.TemporaryDirectory(prefix=".fp16-", dir=Path(src).parent) as tmp:
         scratch = Path(tmp)
         peak = peaks(src, names, feeds, scratch)
         for init in model.graph.initializer:
@@ -84,7 +86,7 @@ def decide(src: Path, feeds: list[dict]) -> dict:
 
 def lower_fp16(src: Path, dst: Path, feeds: list[dict] | None, cache_file: Path) -> dict:
     """Write the fp16 graph of `src` to `dst`; decisions come from the cache or are measured on `feeds`."""
-    if cache_file.is_file():
+    if feeds is None and cache_file.is_file():  # the caller found a trusted entry (cache.trusted)
         decisions = json.loads(cache_file.read_text())
         decisions["cache"] = "hit"
     else:

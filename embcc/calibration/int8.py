@@ -38,7 +38,9 @@ from onnxruntime.quantization import (
 )
 
 from embcc.calibration.activations import errors, float_outputs, layer_of
-from embcc.core.onnxfile import save_onnx
+from embcc.calibration.cache import trusted
+from embcc.core.files import umask_mode
+from embcc.core.onnxfile import initializer_bytes, needs_external, save_onnx
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
            "percentile": CalibrationMethod.Percentile}
@@ -142,7 +144,7 @@ def gather_then_scale(model: onnx.ModelProto) -> int:
 
 def _quantize(src: Path, dst: Path, feeds: list[dict] | None, *, method: str, cache_file: Path,
               activations: QuantType, exclude: list[str], large: bool) -> None:
-    hit = cache_file.is_file()
+    hit = trusted(cache_file)
     # ONNX Runtime writes its calibration cache itself: let it write a private file, then rename it into place,
     # so a run killed mid-write leaves no half-written entry that a later run would trust.
     target = cache_file if hit else cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
@@ -155,6 +157,7 @@ def _quantize(src: Path, dst: Path, feeds: list[dict] | None, *, method: str, ca
             extra_options={"ActivationSymmetric": activations == QuantType.QInt8, "WeightSymmetric": True},
         )
         if not hit:
+            umask_mode(target)  # ONNX Runtime writes it with mkstemp (0600); cache files get the user's umask
             os.replace(target, cache_file)
     finally:
         if not hit and target.exists():
@@ -187,7 +190,9 @@ def lower_int8(src: Path, dst_dir: Path, feeds: Callable[[], list[dict]], *, met
                cache_file: Path | None) -> dict:
     """Write model.onnx (ONNX Runtime form) and, for static, model.portable.onnx (calibrated QDQ) into dst_dir;
     returns the report."""
-    with tempfile.TemporaryDirectory(prefix="embcc-int8-") as tmp:
+    # scratch inside the export's staging directory: a killed run leaves it where the next run on the same --out
+    # removes it, not in /tmp
+    with tempfile.TemporaryDirectory(prefix=".int8-", dir=dst_dir) as tmp:
         staged = Path(tmp) / "q.onnx"
         if mode == "dynamic":
             quantize_dynamic(str(src), str(staged), weight_type=QuantType.QInt8)
@@ -197,9 +202,9 @@ def lower_int8(src: Path, dst_dir: Path, feeds: Callable[[], list[dict]], *, met
                     "forms": {"model.onnx": "ONNX Runtime dynamic int8 (com.microsoft and integer ops)"},
                     "cache": "not used"}
         assert cache_file is not None
-        hit = cache_file.is_file()
+        hit = trusted(cache_file)
         fp32 = onnx.load(str(src))
-        large = sum(i.ByteSize() for i in fp32.graph.initializer) > 1 << 30
+        large = needs_external(initializer_bytes(fp32))  # the one external-data rule (core.onnxfile)
         # Portable: symmetric int8 everywhere (zero point 0, as TensorRT requires), attention's
         # activation-by-activation MatMuls left float.
         excluded = activation_matmuls(fp32)
@@ -244,7 +249,7 @@ def lower_int8(src: Path, dst_dir: Path, feeds: Callable[[], list[dict]], *, met
 def layer_errors(fp32: Path, quantized: Path, feeds: list[dict], top: int = 10) -> list[dict]:
     """The nodes (and their layers) that add the most error in the quantized graph, on a few feeds."""
     model = onnx.load(str(fp32))
-    with tempfile.TemporaryDirectory(prefix="embcc-int8-report-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=".int8-report-", dir=Path(quantized).parent) as tmp:
         err, _ = errors(fp32, quantized, list(float_outputs(model)), feeds, Path(tmp))
     rows = []
     for n in model.graph.node:

@@ -12,6 +12,7 @@ from embcc.core.gguf_facts import Cfg, GgufFacts
 from embcc.core.spec import ModelSpec
 from embcc.families.base import (
     Family,
+    build_backbone,
     check_tensors,
     hash_checkpoint,
     read_config,
@@ -77,6 +78,5 @@ class JinaV2(Family):
         return Bundle(self, path, "original", config, spec, weights, None, tokenizer_files(path), hash_checkpoint(path))
 
     def backbone(self, bundle: Bundle, weights: dict[str, torch.Tensor], rope_theta: float | None = None) -> torch.nn.Module:
-        model = JinaBertModel(JinaBertConfig.from_dict(bundle.config))
-        model.load_state_dict(weights, strict=True)
-        return model.float().eval()
+        cfg = JinaBertConfig.from_dict(bundle.config)
+        return build_backbone(lambda: JinaBertModel(cfg), weights)

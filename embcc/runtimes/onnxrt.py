@@ -34,7 +34,12 @@ class OnnxEmbedder(Embedder):
         path = artifact / model_file
         if not path.is_file():
             raise EmbccError(f"{artifact} has no {model_file}", "export it with --format onnx")
-        self.session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime's own types (InvalidProtobuf, Fail, ...) for a damaged graph file
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise EmbccError(f"ONNX Runtime cannot load {path} ({first[:300]})",
+                             "the artifact is damaged or incomplete; export it again") from e
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.outputs = [o.name for o in self.session.get_outputs()]
 
