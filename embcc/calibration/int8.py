@@ -19,8 +19,9 @@ Two graphs for a static export, one weight file (model.int8.data) shared by both
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import os
+import io
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -38,13 +39,13 @@ from onnxruntime.quantization import (
 )
 
 from embcc.calibration.activations import errors, float_outputs, layer_of
-from embcc.calibration.cache import trusted
-from embcc.core.files import umask_mode
+from embcc.calibration.cache import trusted, write_atomic
 from embcc.core.onnxfile import initializer_bytes, needs_external, save_onnx
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
            "percentile": CalibrationMethod.Percentile}
 MODES = ("static", "dynamic")
+HISTOGRAM_METHODS = ("entropy", "percentile")
 QUANTIZED_OPS = ["MatMul", "Gemm"]
 MIN_TABLE = 256  # tables with fewer rows stay float (token types); vocabularies are far larger
 PORTABLE_FILE = "model.portable.onnx"
@@ -54,13 +55,19 @@ WEIGHTS = "model.int8.data"
 class _Reader(CalibrationDataReader):
     def __init__(self, feeds: list[dict]):
         self.feeds = feeds
-        self.i = 0
+        self.i, self.end = 0, len(feeds)
 
     def get_next(self) -> dict | None:
-        if self.i >= len(self.feeds):
+        if self.i >= self.end:
             return None
         self.i += 1
         return self.feeds[self.i - 1]
+
+    def __len__(self) -> int:
+        return len(self.feeds)
+
+    def set_range(self, start_index: int, end_index: int) -> None:  # ONNX Runtime's strided collection
+        self.i, self.end = start_index, min(end_index, len(self.feeds))
 
 
 def activation_matmuls(model: onnx.ModelProto) -> list[str]:
@@ -145,23 +152,32 @@ def gather_then_scale(model: onnx.ModelProto) -> int:
 def _quantize(src: Path, dst: Path, feeds: list[dict] | None, *, method: str, cache_file: Path,
               activations: QuantType, exclude: list[str], large: bool) -> None:
     hit = trusted(cache_file)
-    # ONNX Runtime writes its calibration cache itself: let it write a private file, then rename it into place,
-    # so a run killed mid-write leaves no half-written entry that a later run would trust.
-    target = cache_file if hit else cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
-    try:
-        quantize_static(
-            str(src), str(dst), None if hit else _Reader(feeds or []),
-            quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS, per_channel=True,
-            activation_type=activations, weight_type=QuantType.QInt8, calibrate_method=METHODS[method],
-            nodes_to_exclude=exclude, calibration_cache_path=str(target), use_external_data_format=large,
-            extra_options={"ActivationSymmetric": activations == QuantType.QInt8, "WeightSymmetric": True},
-        )
-        if not hit:
-            umask_mode(target)  # ONNX Runtime writes it with mkstemp (0600); cache files get the user's umask
-            os.replace(target, cache_file)
-    finally:
-        if not hit and target.exists():
-            target.unlink()
+    # ONNX Runtime writes its calibration cache itself: on a miss it writes a private file beside the quantized
+    # graph (inside the export's staging directory), which is then copied into the cache whole (cache.write_atomic:
+    # renamed into place, the user's umask, a full cache disk reported as such), so a run killed mid-write leaves
+    # no half-written entry that a later run would trust.
+    target = cache_file if hit else Path(dst).parent / f"{cache_file.name}.ort"
+    with contextlib.redirect_stdout(io.StringIO()):  # the percentile calibrator print()s its settings
+        _quantize_static(src, dst, None if hit else _Reader(feeds or []), method, target, activations, exclude, large)
+    if not hit:
+        write_atomic(cache_file, target.read_bytes())
+        target.unlink()
+
+
+def _quantize_static(src: Path, dst: Path, reader: _Reader | None, method: str, target: Path,
+                     activations: QuantType, exclude: list[str], large: bool) -> None:
+    quantize_static(
+        str(src), str(dst), reader,
+        quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS, per_channel=True,
+        activation_type=activations, weight_type=QuantType.QInt8, calibrate_method=METHODS[method],
+        nodes_to_exclude=exclude, calibration_cache_path=str(target), use_external_data_format=large,
+        extra_options={"ActivationSymmetric": activations == QuantType.QInt8, "WeightSymmetric": True,
+                       # The histogram calibrators (entropy, percentile) stack every batch's activations with
+                       # np.asarray, which numpy >= 1.24 refuses for batches of different lengths (ValueError:
+                       # inhomogeneous shape): collect one batch at a time instead, the histograms merge
+                       # across calls. MinMax takes every batch at once, as before.
+                       **({"CalibStridedMinMax": 1} if method in HISTOGRAM_METHODS else {})},
+    )
 
 
 def _digest(t: onnx.TensorProto) -> str:

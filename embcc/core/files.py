@@ -151,7 +151,7 @@ def staged_dir(out: Path) -> Iterator[Path]:
             os.replace(tmp, out)
         except BaseException as e:
             shutil.rmtree(tmp, ignore_errors=True)
-            if disk_full(e):
+            if not isinstance(e, EmbccError) and disk_full(e):  # an EmbccError already says which disk
                 raise EmbccError(f"the disk holding {out} is full (nothing was written)",
                                  "free space or choose another --out") from e
             raise
