@@ -21,6 +21,7 @@ import numpy as np
 
 from embcc import __version__
 from embcc.core.bundle import Bundle
+from embcc.core.errors import EmbccError
 from embcc.core.files import hash_tree
 from embcc.core.spec import ModelSpec
 from embcc.export.artifact import MANIFEST, PARITY
@@ -189,7 +190,13 @@ def _manifest(root: Path, art: Path) -> dict:
     for where in (art, root):
         f = where / MANIFEST
         if f.is_file():
-            return json.loads(f.read_text())
+            try:
+                m = json.loads(f.read_bytes().decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise EmbccError(f"{f} is not readable JSON ({e})", "the artifact is damaged; export it again") from e
+            if not isinstance(m, dict) or not isinstance(m.get("options", {}), dict):
+                raise EmbccError(f"{f} is not an embcc manifest", "the artifact is damaged; export it again")
+            return m
     return {}
 
 

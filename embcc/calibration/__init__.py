@@ -114,13 +114,13 @@ def lower(src: Path, where: Path, *, precision: str, spec: ModelSpec, calibratio
     try:
         if precision == "fp16":
             entry = cache.entry(calibration.cache_dir, kind="fp16", **key)
-            report = lower_fp16(src, where, None if entry.is_file() else measure(), entry, fused=fused)
+            report = lower_fp16(src, where, None if cache.trusted(entry) else measure(), entry, fused=fused)
         else:
             entry = None if dynamic else cache.entry(calibration.cache_dir, kind="int8-ranges", **key)
             report = lower_int8(src, where, measure, method=calibration.method, mode=calibration.int8_mode,
                                 cache_file=entry, fused=fused)
             errors_entry = cache.entry(calibration.cache_dir, kind=f"int8-{calibration.int8_mode}-errors", **key)
-            if errors_entry.is_file():
+            if cache.trusted(errors_entry):
                 report["layers_hurting_most"] = json.loads(errors_entry.read_text())
             else:
                 measured_graph = where / PORTABLE_FILE if (where / PORTABLE_FILE).is_file() else where / "model.onnx"

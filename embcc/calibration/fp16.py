@@ -46,7 +46,9 @@ def decide(src: Path, feeds: list[dict]) -> dict:
     names = list(float_outputs(model))
     nodes = {n.name: n for n in model.graph.node}
     kept: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="embcc-fp16-") as tmp:
+    # scratch beside the source graph (inside the export's staging directory): a killed run leaves it where the
+    # next run on the same --out removes it, not in /tmp
+    with tempfile.TemporaryDirectory(prefix=".fp16-", dir=Path(src).parent) as tmp:
         scratch = Path(tmp)
         peak = peaks(src, names, feeds, scratch)
         for init in model.graph.initializer:
@@ -91,7 +93,7 @@ def lower_fp16(src: Path, where: Path, feeds: list[dict] | None, cache_file: Pat
     With `fused` (the fp32 graph with fused attention): model.onnx is its fp16 form, its attention ops kept fp32
     (ONNX Runtime's tiled CPU kernels need it: fp32_attention below), and model.portable.onnx the
     standard-ops fp16 graph; both read one weight file. Without: model.onnx alone."""
-    if cache_file.is_file():
+    if feeds is None and cache_file.is_file():  # the caller found a trusted entry (cache.trusted)
         decisions = json.loads(cache_file.read_text())
         decisions["cache"] = "hit"
     else:

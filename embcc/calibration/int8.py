@@ -19,7 +19,8 @@ Two graphs for a static export, one weight file (model.int8.data) shared by both
 
 from __future__ import annotations
 
-import os
+import contextlib
+import io
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -37,11 +38,13 @@ from onnxruntime.quantization import (
 )
 
 from embcc.calibration.activations import errors, float_outputs, layer_of
-from embcc.core.onnxfile import save_onnx, share_weights
+from embcc.calibration.cache import trusted, write_atomic
+from embcc.core.onnxfile import initializer_bytes, needs_external, save_onnx, share_weights
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
            "percentile": CalibrationMethod.Percentile}
 MODES = ("static", "dynamic")
+HISTOGRAM_METHODS = ("entropy", "percentile")
 QUANTIZED_OPS = ["MatMul", "Gemm"]
 MIN_TABLE = 256  # tables with fewer rows stay float (token types); vocabularies are far larger
 PORTABLE_FILE = "model.portable.onnx"
@@ -51,13 +54,19 @@ WEIGHTS = "model.int8.data"
 class _Reader(CalibrationDataReader):
     def __init__(self, feeds: list[dict]):
         self.feeds = feeds
-        self.i = 0
+        self.i, self.end = 0, len(feeds)
 
     def get_next(self) -> dict | None:
-        if self.i >= len(self.feeds):
+        if self.i >= self.end:
             return None
         self.i += 1
         return self.feeds[self.i - 1]
+
+    def __len__(self) -> int:
+        return len(self.feeds)
+
+    def set_range(self, start_index: int, end_index: int) -> None:  # ONNX Runtime's strided collection
+        self.i, self.end = start_index, min(end_index, len(self.feeds))
 
 
 def activation_matmuls(model: onnx.ModelProto) -> list[str]:
@@ -141,23 +150,33 @@ def gather_then_scale(model: onnx.ModelProto) -> int:
 
 def _quantize(src: Path, dst: Path, feeds: list[dict] | None, *, method: str, cache_file: Path,
               activations: QuantType, exclude: list[str], large: bool) -> None:
-    hit = cache_file.is_file()
-    # ONNX Runtime writes its calibration cache itself: let it write a private file, then rename it into place,
-    # so a run killed mid-write leaves no half-written entry that a later run would trust.
-    target = cache_file if hit else cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
-    try:
-        quantize_static(
-            str(src), str(dst), None if hit else _Reader(feeds or []),
-            quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS, per_channel=True,
-            activation_type=activations, weight_type=QuantType.QInt8, calibrate_method=METHODS[method],
-            nodes_to_exclude=exclude, calibration_cache_path=str(target), use_external_data_format=large,
-            extra_options={"ActivationSymmetric": activations == QuantType.QInt8, "WeightSymmetric": True},
-        )
-        if not hit:
-            os.replace(target, cache_file)
-    finally:
-        if not hit and target.exists():
-            target.unlink()
+    hit = trusted(cache_file)
+    # ONNX Runtime writes its calibration cache itself: on a miss it writes a private file beside the quantized
+    # graph (inside the export's staging directory), which is then copied into the cache whole (cache.write_atomic:
+    # renamed into place, the user's umask, a full cache disk reported as such), so a run killed mid-write leaves
+    # no half-written entry that a later run would trust.
+    target = cache_file if hit else Path(dst).parent / f"{cache_file.name}.ort"
+    with contextlib.redirect_stdout(io.StringIO()):  # the percentile calibrator print()s its settings
+        _quantize_static(src, dst, None if hit else _Reader(feeds or []), method, target, activations, exclude, large)
+    if not hit:
+        write_atomic(cache_file, target.read_bytes())
+        target.unlink()
+
+
+def _quantize_static(src: Path, dst: Path, reader: _Reader | None, method: str, target: Path,
+                     activations: QuantType, exclude: list[str], large: bool) -> None:
+    quantize_static(
+        str(src), str(dst), reader,
+        quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS, per_channel=True,
+        activation_type=activations, weight_type=QuantType.QInt8, calibrate_method=METHODS[method],
+        nodes_to_exclude=exclude, calibration_cache_path=str(target), use_external_data_format=large,
+        extra_options={"ActivationSymmetric": activations == QuantType.QInt8, "WeightSymmetric": True,
+                       # The histogram calibrators (entropy, percentile) stack every batch's activations with
+                       # np.asarray, which numpy >= 1.24 refuses for batches of different lengths (ValueError:
+                       # inhomogeneous shape): collect one batch at a time instead, the histograms merge
+                       # across calls. MinMax takes every batch at once, as before.
+                       **({"CalibStridedMinMax": 1} if method in HISTOGRAM_METHODS else {})},
+    )
 
 
 def lower_int8(src: Path, dst_dir: Path, feeds: Callable[[], list[dict]], *, method: str, mode: str,
@@ -166,7 +185,9 @@ def lower_int8(src: Path, dst_dir: Path, feeds: Callable[[], list[dict]], *, met
     one) and, for static, model.portable.onnx (calibrated QDQ, from the standard-ops fp32 graph `src`) into
     dst_dir; returns the report."""
     ort_src = fused or src
-    with tempfile.TemporaryDirectory(prefix="embcc-int8-") as tmp:
+    # scratch inside the export's staging directory: a killed run leaves it where the next run on the same --out
+    # removes it, not in /tmp
+    with tempfile.TemporaryDirectory(prefix=".int8-", dir=dst_dir) as tmp:
         staged = Path(tmp) / "q.onnx"
         if mode == "dynamic":
             quantize_dynamic(str(ort_src), str(staged), weight_type=QuantType.QInt8)
@@ -176,9 +197,9 @@ def lower_int8(src: Path, dst_dir: Path, feeds: Callable[[], list[dict]], *, met
                     "forms": {"model.onnx": "ONNX Runtime dynamic int8 (com.microsoft and integer ops)"},
                     "cache": "not used"}
         assert cache_file is not None
-        hit = cache_file.is_file()
+        hit = trusted(cache_file)
         fp32 = onnx.load(str(src))
-        large = sum(i.ByteSize() for i in fp32.graph.initializer) > 1 << 30
+        large = needs_external(initializer_bytes(fp32))  # the one external-data rule (core.onnxfile)
         # Portable: symmetric int8 everywhere (zero point 0, as TensorRT requires), attention's
         # activation-by-activation MatMuls left float.
         excluded = activation_matmuls(fp32)
@@ -224,7 +245,7 @@ def lower_int8(src: Path, dst_dir: Path, feeds: Callable[[], list[dict]], *, met
 def layer_errors(fp32: Path, quantized: Path, feeds: list[dict], top: int = 10) -> list[dict]:
     """The nodes (and their layers) that add the most error in the quantized graph, on a few feeds."""
     model = onnx.load(str(fp32))
-    with tempfile.TemporaryDirectory(prefix="embcc-int8-report-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=".int8-report-", dir=Path(quantized).parent) as tmp:
         err, _ = errors(fp32, quantized, list(float_outputs(model)), feeds, Path(tmp))
     rows = []
     for n in model.graph.node:

@@ -45,13 +45,28 @@ class LoraSet:
         return next(iter(self.modules.values())).rank()
 
 
-def adapted_weight(weight: torch.Tensor, lora: LoraSet | None, module: str, task_index: int | None) -> torch.Tensor:
+CHUNK_ELEMENTS = 1 << 22  # rows merged at a time: a float64 delta of at most 32 MiB, whatever the table's size
+
+
+def adapted_weight(weight: torch.Tensor, lora: LoraSet | None, module: str, task_index: int | None, *,
+                   in_place: bool = False) -> torch.Tensor:
     """`weight` of `module` with task `task_index`'s delta added (float64 sum, float32 result); unchanged when the
-    module has no adapter or no task is merged."""
+    module has no adapter or no task is merged.
+
+    The delta is computed a block of rows at a time (a v3 embedding table's full float64 delta alone would be
+    2 GB), with the same arithmetic as `LoraWeights.delta` row for row. `in_place`: write the result into
+    `weight` itself (a float32 tensor the caller owns, e.g. one just read by LazyWeights)."""
     w = None if lora is None or task_index is None else lora.modules.get(module)
     if w is None:
         return weight
-    return (weight.double() + w.delta(task_index).double()).float()
+    a, b = w.A[task_index].double(), w.B[task_index].double()
+    out = weight if in_place and weight.dtype == torch.float32 else torch.empty(weight.shape, dtype=torch.float32)
+    step = max(1, CHUNK_ELEMENTS // max(1, weight[0].numel()))
+    for i in range(0, weight.shape[0], step):
+        j = min(i + step, weight.shape[0])
+        delta = (b[i:j] @ a if w.kind == "linear" else a[i:j] @ b).float()  # rounded as LoraWeights.delta rounds
+        out[i:j] = (weight[i:j].double() + delta.double()).float()
+    return out
 
 
 def merged_weights(base: dict[str, torch.Tensor], lora: LoraSet, task: str) -> dict[str, torch.Tensor]:

@@ -114,4 +114,17 @@ class ModelSpec:
         p = Path(artifact_dir) / SPEC_FILE
         if not p.is_file():
             raise EmbccError(f"{artifact_dir} is not an embcc artifact (no {SPEC_FILE})", "point at a directory written by `embcc export`")
-        return cls.from_dict(json.loads(p.read_text()))
+        fix = "the artifact is damaged; export it again"
+        try:
+            d = json.loads(p.read_bytes().decode("utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise EmbccError(f"{p} is not readable JSON ({e})", fix) from e
+        if not isinstance(d, dict) or not isinstance(d.get("tasks", []), list):
+            raise EmbccError(f"{p} is not an embcc model spec (a JSON object)", fix)
+        try:
+            spec = cls.from_dict(d)
+        except (TypeError, ValueError, AttributeError) as e:  # unknown or missing keys, a task that is no object
+            raise EmbccError(f"{p} is not an embcc model spec ({e})", fix) from e
+        if not (isinstance(spec.dim, int) and isinstance(spec.max_length, int) and spec.dim > 0 and spec.max_length > 1):
+            raise EmbccError(f"{p} has no valid dim / max_length", fix)
+        return spec

@@ -29,6 +29,7 @@ from embcc.core.bundle import Bundle
 from embcc.core.errors import EmbccError
 from embcc.core.gguf_facts import GgufFacts
 from embcc.core.spec import ModelSpec
+from embcc.core.weights import shape_of
 from embcc.export.base import Format, Option, Plan
 from embcc.export.gguf_tensors import (
     GGUF_TYPES,
@@ -140,14 +141,14 @@ def write_model(adapted: Adapted, path: Path, spec: ModelSpec, gguf_type: str) -
     vocab = read_vocab(bundle.path, facts.tokenizer)
     embd = next((s[0] for n, s in entries if n == "token_embd.weight"), None)
     if embd is not None:
-        pad_vocab(vocab, bundle.weights[embd].shape[0])
+        pad_vocab(vocab, shape_of(bundle.weights, embd)[0])
     file_type = gguf_type if gguf_type in PY_TYPES else "f32"
     infos = []
     for name, sources in entries:
-        shapes = [tuple(bundle.weights[s].shape) for s in sources]
+        shapes = [tuple(shape_of(bundle.weights, s)) for s in sources]  # shapes only: no tensor is read yet
         shape = (sum(s[0] for s in shapes), *shapes[0][1:])
         infos.append((name, shape, tensor_type(name, shape, file_type)))
-    n_types = next((bundle.weights[s[0]].shape[0] for n, s in entries if n == "token_types.weight"), 0)
+    n_types = next((shape_of(bundle.weights, s[0])[0] for n, s in entries if n == "token_types.weight"), 0)
     data = (to_numpy(produce(adapted, sources), qtype) for (_, sources), (_, _, qtype) in zip(entries, infos))
     _stream(path, facts.arch, lambda w: _write_metadata(w, facts, bundle, spec, file_type, vocab, n_types),
             infos, data)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from huggingface_hub.errors import StrictDataclassError  # transformers' config classes validate with it
+
 from embcc.core.bundle import Bundle
 from embcc.core.errors import EmbccError
-from embcc.families.base import Family, read_config
+from embcc.families.base import Family, check_tokenizer, read_config
 
 
 def _families() -> list[type[Family]]:
@@ -36,7 +38,21 @@ def family_for(path: Path) -> Family:
 def load(path: str | Path) -> Bundle:
     """Recognise the family of a checkpoint directory and load it."""
     path = Path(path)
-    return family_for(path).load(path)
+    family = family_for(path)
+    try:
+        bundle = family.load(path)
+    except EmbccError:
+        raise
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, ZeroDivisionError, StrictDataclassError) as e:
+        # A config value check_config_values does not know about, tripping a config class or the loader: still
+        # one line naming the file (the exception's own text says which value).
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise EmbccError(f"{path}/config.json does not describe a loadable {family.name} model "
+                         f"({type(e).__name__}: {first[:200]})", "repair or re-download config.json") from e
+    # Every family: a tokenizer.json that parses, with ids inside the embedding table (config.json's vocab_size,
+    # which the loaders held the table's rows to); found here rather than when a runtime first tokenises.
+    check_tokenizer(path, bundle.config.get("vocab_size"))
+    return bundle
 
 
 __all__ = ["Bundle", "Family", "family_for", "load"]

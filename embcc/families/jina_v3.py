@@ -20,6 +20,7 @@ from embcc.core.spec import ModelSpec, Task
 from embcc.families import jina_v3_layouts as layouts
 from embcc.families.base import (
     Family,
+    build_backbone,
     check_tensors,
     hash_checkpoint,
     read_config,
@@ -150,6 +151,4 @@ class JinaV3(Family):
     def backbone(self, bundle: Bundle, weights: dict[str, torch.Tensor], rope_theta: float | None = None) -> torch.nn.Module:
         cfg = native_config(bundle.config, bundle.layout, rope_theta)
         cfg._attn_implementation = "sdpa"
-        model = V3Backbone(cfg, add_pooling_layer=False)
-        model.load_state_dict(weights, strict=True)
-        return model.float().eval()
+        return build_backbone(lambda: V3Backbone(cfg, add_pooling_layer=False), weights)

@@ -56,7 +56,12 @@ class OnnxEmbedder(Embedder):
         if not path.is_file():
             raise EmbccError(f"{artifact} has no {model_file}", "export it with --format onnx")
         self.device = device
-        self.session = ort.InferenceSession(str(path), session_options(threads), providers=providers(device))
+        try:
+            self.session = ort.InferenceSession(str(path), session_options(threads), providers=providers(device))
+        except Exception as e:  # onnxruntime's own types (InvalidProtobuf, Fail, ...) for a damaged graph file
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise EmbccError(f"ONNX Runtime cannot load {path} ({first[:300]})",
+                             "the artifact is damaged or incomplete; export it again") from e
         if device == "cuda":
             if self.session.get_providers()[0] != "CUDAExecutionProvider":
                 raise EmbccError("onnxruntime-gpu could not start CUDA (its CUDA or cuDNN libraries were not found)",
