@@ -39,13 +39,13 @@ def export(checkpoint: str | Path, out: str | Path, *, fmt: str = "onnx", bundle
     bundle = bundle or load(checkpoint)
     plan = resolve(bundle, format_, {k: v for k, v in options.items() if v is not None}, cli=cli)
     with staged_dir(out) as tmp:
-        for subdir, task in plan.units:
+        for subdir, task, part in plan.units:
             where = tmp / subdir if subdir else tmp
-            where.mkdir(exist_ok=True)
-            for f in bundle.tokenizer_files:
+            where.mkdir(parents=True, exist_ok=True)
+            for f in [*bundle.tokenizer_files, *bundle.files]:
                 shutil.copyfile(f, where / f.name)
             adapted = adapt(bundle, task=task, lora=plan.lora, rope_theta=plan.rope_theta,
-                            max_length=plan.max_length, role=plan.role)
+                            max_length=plan.max_length, role=plan.role, part=part)
             spec = format_.write(adapted, where, plan)
             (where / SPEC_FILE).write_text(spec.to_json())
         named = {"name": source, "revision": revision}
@@ -59,7 +59,8 @@ def artifacts_in(path: Path) -> list[Path]:
     path = Path(path)
     if (path / SPEC_FILE).is_file():
         return [path]
-    found = sorted(p.parent for p in path.glob(f"*/{SPEC_FILE}")) if path.is_dir() else []
+    found = sorted({p.parent for pattern in (f"*/{SPEC_FILE}", f"*/*/{SPEC_FILE}") for p in path.glob(pattern)})
+    found = found if path.is_dir() else []
     if not found:
         raise EmbccError(f"{path} holds no embcc artifact", "point at a directory written by `embcc export`")
     for p in found:

@@ -21,6 +21,7 @@ import numpy as np
 
 from embcc import __version__
 from embcc.core.bundle import Bundle
+from embcc.core.errors import EmbccError
 from embcc.core.files import hash_tree
 from embcc.core.spec import ModelSpec
 from embcc.export.artifact import MANIFEST, PARITY
@@ -28,8 +29,9 @@ from embcc.probes import PROBES
 from embcc.runtimes import onnx_forms, open_artifact
 from embcc.runtimes.base import Embedder
 
-# Probes are truncated at the artifact's max length, but at most here: ONNX Runtime's unfused attention holds
-# heads x L^2 scores, 17 GB for one 32,768-token text even on a tiny v5 fixture (v2/v3 stop at 8,192 anyway).
+# Probes are truncated at the artifact's max length, but at most here for graphs without tiled attention: ONNX
+# Runtime's unfused attention holds heads x L^2 scores, 17 GB for one 32,768-token text even on a tiny v5 fixture.
+# A fused model.onnx (mha, gqa) is verified to the family's whole context (v5, v4: 32,768).
 VERIFY_MAX_TOKENS = 8192
 
 # precision -> bar: min cosine, max abs diff, mean cosine, ranking agreement; an empty bar: reported, not gated
@@ -64,6 +66,7 @@ class TaskParity:
     runtime: str = ""
     finite: bool = True
     failed: list[str] = field(default_factory=list)  # the bar entries that were missed
+    max_tokens: int = 0  # probes were truncated here (the graph's budget: see VERIFY_MAX_TOKENS)
 
 
 def ranking_agreement(ref: np.ndarray, got: np.ndarray, k: int = 10) -> float:
@@ -81,6 +84,16 @@ def ranking_agreement(ref: np.ndarray, got: np.ndarray, k: int = 10) -> float:
 
     a, b = neighbours(ref), neighbours(got)
     return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a, b)]))
+
+
+def top_k_agreement(ref_scores: np.ndarray, got_scores: np.ndarray, k: int) -> float:
+    """Mean overlap of each row's k best-scored columns under the two score matrices [rows, columns]."""
+    k = min(k, ref_scores.shape[1])
+
+    def top(s: np.ndarray) -> np.ndarray:
+        return np.argsort(-s, axis=1, kind="stable")[:, :k]
+
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top(ref_scores), top(got_scores))]))
 
 
 def compare(ref: np.ndarray, got: np.ndarray, bar: dict) -> dict:
@@ -120,16 +133,75 @@ def parity(artifact: Embedder, reference, *, tasks: list[str | None], bar: dict,
     return rows
 
 
+def multi_parity(artifact: Embedder, reference, *, tasks: list[str | None], bar: dict, name: str,
+                 graph: str | None, max_length: int, texts: list[str] | None = None,
+                 reference_role: str | None = None, queries: int = 16) -> list[TaskParity]:
+    """Multi-vector rows (jina-embeddings-v4): per-token cosines of the two multi-vectors, and MaxSim scores of
+    the first probe texts (queries) against the rest (documents) with each query's ranking of them."""
+    from embcc.runtimes.base import maxsim
+
+    texts = (PROBES if texts is None else texts)[: queries + 48]
+    rows = []
+    for task in tasks:
+        ref = reference.encode(texts, task=task, role=reference_role, max_length=max_length, vectors="multi")
+        got = artifact.encode(texts, task=task, vectors="multi")
+        if [len(r) for r in ref] != [len(g) for g in got]:
+            raise AssertionError("the artifact's multi-vectors have other token counts than the reference's")
+        tokens = compare(np.concatenate(ref), np.concatenate(got), {k: v for k, v in bar.items() if k != "ranking_agreement"})
+        s_ref, s_got = maxsim(ref[:queries], ref[queries:]), maxsim(got[:queries], got[queries:])
+        agree = top_k_agreement(s_ref, s_got, 10)
+        passed = tokens["passed"] and agree >= bar.get("ranking_agreement", 0.0)
+        failed = tokens["failed"] + ([] if agree >= bar.get("ranking_agreement", 0.0) else ["ranking_agreement"])
+        result = "FAIL" if not passed else ("pass" if bar else "reported (not gated)")
+        rows.append(TaskParity(name, f"{task} (multi)", len(texts), tokens["min_cosine"], tokens["mean_cosine"],
+                               tokens["max_abs_diff"], agree, bar, passed, result, graph, artifact.runtime,
+                               tokens["finite"], failed))
+    return rows
+
+
+def image_parity(artifact: Embedder, reference, *, bar: dict, name: str, graph: str | None, cross_modal: bool,
+                 max_length: int, images: list | None = None) -> list[TaskParity]:
+    """Image rows: the built-in probe images through both; with `cross_modal`, text-to-image retrieval on the
+    generated caption/image pairs (similarities and each caption's top-3 images under both)."""
+    from embcc.core.probe_images import caption_pairs, probe_images
+
+    images = probe_images() if images is None else images
+    m = compare(reference.encode_images(images), artifact.encode_images(images), bar)
+    rows = [TaskParity(name, "images", len(images), m["min_cosine"], m["mean_cosine"], m["max_abs_diff"],
+                       m["ranking_agreement"], bar, m["passed"], m["result"], graph, artifact.runtime, m["finite"],
+                       m["failed"])]
+    if cross_modal:
+        pairs = caption_pairs()
+        captions, pictures = [c for c, _ in pairs], [i for _, i in pairs]
+        ref_sim = reference.encode(captions, max_length=max_length) @ reference.encode_images(pictures).T
+        got_sim = artifact.encode(captions) @ artifact.encode_images(pictures).T
+        # gated on the similarity rows (cosine and abs diff as the bar says); the top-3 overlap over so few images
+        # is reported: one swapped neighbour among 8 pairs moves it by 0.04
+        gate = {k: v for k, v in bar.items() if k != "ranking_agreement"}
+        x = compare(ref_sim, got_sim, gate)
+        agree = top_k_agreement(ref_sim, got_sim, 3)
+        rows.append(TaskParity(name, "text->image", len(pairs), x["min_cosine"], x["mean_cosine"], x["max_abs_diff"],
+                               agree, gate, x["passed"], x["result"], graph, artifact.runtime, x["finite"],
+                               x["failed"]))
+    return rows
+
+
 def _manifest(root: Path, art: Path) -> dict:
     for where in (art, root):
         f = where / MANIFEST
         if f.is_file():
-            return json.loads(f.read_text())
+            try:
+                m = json.loads(f.read_bytes().decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise EmbccError(f"{f} is not readable JSON ({e})", "the artifact is damaged; export it again") from e
+            if not isinstance(m, dict) or not isinstance(m.get("options", {}), dict):
+                raise EmbccError(f"{f} is not an embcc manifest", "the artifact is damaged; export it again")
+            return m
     return {}
 
 
 def verify(artifact_path: str | Path, reference: str | Path | Bundle, *, texts: list[str] | None = None,
-           write: bool = True, max_tokens: int = VERIFY_MAX_TOKENS) -> dict:
+           write: bool = True, max_tokens: int = VERIFY_MAX_TOKENS, full_context: bool = True) -> dict:
     """Verify every artifact under `artifact_path` against the checkpoint `reference`; writes parity.json beside
     them (parity-<checkpoint sha256[:12]>.json when the checkpoint is not the artifact's source). A loaded Bundle
     stands for its checkpoint directory: the reference is always built afresh from the files."""
@@ -149,17 +221,33 @@ def verify(artifact_path: str | Path, reference: str | Path | Bundle, *, texts: 
     try:
         for art in arts:
             spec = ModelSpec.read(art)
-            asked = _manifest(root, art).get("options", {}).get("max_length")
-            length = min(asked or spec.max_length, max_tokens)
-            lengths.append(length)
+            asked = _manifest(root, art).get("options", {}).get("max_length") or spec.max_length
             tasks: list[str | None] = [spec.task] if spec.task is not None else [t.name for t in spec.tasks] or [None]
+            if spec.task_optional and spec.task is None:
+                tasks = [None, *[t.name for t in spec.tasks]]  # no task (no prefix), and each task's prefix
             name = str(art.relative_to(root)) if art != root else "."
             forms = onnx_forms(art)
             for form in forms or [None]:  # every graph an artifact ships is held to the bar
+                # tiled attention (a fused model.onnx) runs the family's whole context in bounded memory; every
+                # other graph and runtime materialises heads x L^2 scores, so its probes stop at max_tokens
+                tiled = form == "model.onnx" and spec.attention in ("mha", "gqa")
+                length = min(asked, spec.max_length if tiled and full_context else max_tokens)
+                lengths.append(length)
                 embedder = open_artifact(art, model_file=form, max_length=length)
-                rows += parity(embedder, ref, tasks=tasks, bar=BARS[spec.precision], name=name, texts=texts,
-                               max_length=length, reference_role=options.get("role"),
-                               graph=form if len(forms) > 1 else None)
+                graph = form if len(forms) > 1 else None
+                first = len(rows)
+                if spec.part in ("text", "combined"):
+                    rows += parity(embedder, ref, tasks=tasks, bar=BARS[spec.precision], name=name, texts=texts,
+                                   max_length=length, reference_role=options.get("role"), graph=graph)
+                if spec.multi_vector_dim and spec.part == "text":
+                    rows += multi_parity(embedder, ref, tasks=tasks, bar=BARS[spec.precision], name=name,
+                                         graph=graph, max_length=length, texts=texts,
+                                         reference_role=options.get("role"))
+                if spec.part in ("vision", "combined"):
+                    rows += image_parity(embedder, ref, bar=BARS[spec.precision], name=name, graph=graph,
+                                         cross_modal=spec.part == "combined", max_length=length)
+                for r in rows[first:]:
+                    r.max_tokens = length
                 if hasattr(embedder, "close"):
                     embedder.close()
         described = ref.describe()
@@ -182,6 +270,8 @@ def verify(artifact_path: str | Path, reference: str | Path | Bundle, *, texts: 
         "runtimes": sorted({r.runtime for r in rows}),
         "probe_texts": len(texts if texts is not None else PROBES),
         "probe_max_tokens": max(lengths),
+        "probe_tokens_per_row": "each row's graph: a fused model.onnx to the artifact's max length, other graphs "
+                                f"to {max_tokens}",
         "passed": all(r.passed for r in rows),
         "gated_rows": len(gated),
         "reported_rows": len(rows) - len(gated),

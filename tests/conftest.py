@@ -1,12 +1,36 @@
-"""Fixtures are written by embcc's own fixture writer and loaded only through the loader users' checkpoints use."""
+"""Fixtures are written by embcc's own fixture writer and loaded only through the loader users' checkpoints use.
+
+Tests never write to the user's real cache: for the whole session EMBCC_CACHE_DIR and XDG_CACHE_HOME point into
+the session's temporary directory (child processes inherit them); tests/test_faults.py proves an fp16/int8
+export then leaves ~/.cache untouched.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from embcc.fixtures import write_fixture
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """EMBCC_CACHE_DIR (embcc's calibration cache) and XDG_CACHE_HOME (anything else that caches) in tmp."""
+    root = tmp_path_factory.mktemp("cache")
+    saved = {k: os.environ.get(k) for k in ("EMBCC_CACHE_DIR", "XDG_CACHE_HOME")}
+    os.environ["EMBCC_CACHE_DIR"] = str(root / "embcc")
+    os.environ["XDG_CACHE_HOME"] = str(root / "xdg")
+    try:
+        yield root / "embcc"
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @pytest.fixture(scope="session")

@@ -159,7 +159,7 @@ def test_second_export_reuses_the_cache_and_is_byte_identical(reduced, ckpts, ca
         raise AssertionError("calibration ran again although the cache holds its result")
 
     monkeypatch.setattr(data, "feeds", no_calibration)
-    monkeypatch.setattr("embcc.calibration.feeds", no_calibration)
+    monkeypatch.setattr("embcc.calibration.part_feeds", no_calibration)
     for name in ("v3-keep-int8-static", "v3-merge-fp16", "v2-int8-dynamic"):
         ckpt, lora, precision, mode = CASES[name]
         task = "retrieval.passage" if lora == "merge" else None

@@ -3,6 +3,7 @@ package data, and the installed package reads them from there (not from a source
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -11,8 +12,12 @@ from pathlib import Path
 
 def test_wheel_ships_probes_and_corpus(tmp_path):
     root = Path(__file__).resolve().parents[1]
+    src = tmp_path / "src"  # a clean copy: setuptools would otherwise reuse (and ship) a stale build/ directory
+    shutil.copytree(root / "embcc", src / "embcc", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                        str(tmp_path / "dist"), str(root)], capture_output=True, text=True)
+                        str(tmp_path / "dist"), str(src)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     (wheel,) = (tmp_path / "dist").glob("embcc-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())

@@ -14,12 +14,13 @@ from pathlib import Path
 
 from embcc.calibration import cache
 from embcc.calibration.data import (
+    CALIBRATION_IMAGES,
     DEFAULT_MAX_LENGTH,
     CalibrationText,
     builtin,
     check_tasks,
     corpus_hash,
-    feeds,
+    part_feeds,
     read_file,
 )
 from embcc.calibration.int8 import METHODS, MODES
@@ -82,23 +83,30 @@ def check(precision: str, spec: ModelSpec, *, file: str | Path | None = None, me
 
 
 def lower(src: Path, where: Path, *, precision: str, spec: ModelSpec, calibration: Calibration,
-          checkpoint_sha256: str) -> dict:
-    """Write the `precision` graph(s) of the fp32 graph `src` into `where`; returns precision.json's content."""
+          checkpoint_sha256: str, fused: Path | None = None) -> dict:
+    """Write the `precision` graph(s) of the fp32 graph `src` (standard ops) into `where`, and of `fused` (the
+    same graph with fused attention, where the export made one) as ONNX Runtime's model.onnx; returns
+    precision.json's content. Everything is measured on `src`."""
     from embcc.calibration.fp16 import lower_fp16
     from embcc.calibration.int8 import PORTABLE_FILE, layer_errors, lower_int8
 
     keep = spec.lora == "keep"
     method = calibration.method if precision == "int8" else "fp16-range-and-error"
     dynamic = precision == "int8" and calibration.int8_mode == "dynamic"
-    key = dict(checkpoint=checkpoint_sha256, corpus=corpus_hash(calibration.texts, calibration.max_length),
-               method=method, graph=cache.graph_hash(src))
+    corpus = corpus_hash(calibration.texts, calibration.max_length)
+    if spec.part != "text":  # the image feeds are part of what was measured
+        corpus = f"{corpus}+images{CALIBRATION_IMAGES}"
+    key = dict(checkpoint=checkpoint_sha256, corpus=corpus, method=method, graph=cache.graph_hash(src))
     measured: list[dict] | None = None
 
     def measure() -> list[dict]:
         nonlocal measured
         if measured is None:
-            measured = feeds(calibration.texts, spec, where / "tokenizer.json", keep=keep,
-                             max_length=calibration.max_length)
+            import onnx
+
+            inputs = {i.name for i in onnx.load(str(src), load_external_data=False).graph.input}
+            measured = part_feeds(calibration.texts, spec, where / "tokenizer.json", keep=keep,
+                                  max_length=calibration.max_length, inputs=inputs)
         return measured
 
     quiet = logging.getLogger().level
@@ -106,13 +114,13 @@ def lower(src: Path, where: Path, *, precision: str, spec: ModelSpec, calibratio
     try:
         if precision == "fp16":
             entry = cache.entry(calibration.cache_dir, kind="fp16", **key)
-            report = lower_fp16(src, where / "model.onnx", None if entry.is_file() else measure(), entry)
+            report = lower_fp16(src, where, None if cache.trusted(entry) else measure(), entry, fused=fused)
         else:
             entry = None if dynamic else cache.entry(calibration.cache_dir, kind="int8-ranges", **key)
             report = lower_int8(src, where, measure, method=calibration.method, mode=calibration.int8_mode,
-                                cache_file=entry)
+                                cache_file=entry, fused=fused)
             errors_entry = cache.entry(calibration.cache_dir, kind=f"int8-{calibration.int8_mode}-errors", **key)
-            if errors_entry.is_file():
+            if cache.trusted(errors_entry):
                 report["layers_hurting_most"] = json.loads(errors_entry.read_text())
             else:
                 measured_graph = where / PORTABLE_FILE if (where / PORTABLE_FILE).is_file() else where / "model.onnx"

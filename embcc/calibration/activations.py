@@ -22,6 +22,8 @@ import onnxruntime as ort
 from embcc.core.onnxfile import save_onnx
 
 FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+# the embeddings a graph returns (text graphs; jina-clip-v2's image and combined graphs), compared by cosine
+POOLED_OUTPUTS = ("sentence_embedding", "l2norm_text_embeddings", "l2norm_image_embeddings")
 
 
 def layer_of(node: onnx.NodeProto) -> str:
@@ -65,13 +67,23 @@ def _session(model: onnx.ModelProto, path: Path, threads: int | None) -> ort.Inf
 
 
 def rows(feeds: Iterable[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
-    """One text at a time, padding cut off: exposing every tensor of a whole batch of long texts at once
-    costs gigabytes on a full-size model (attention scores alone are heads x length^2 per text)."""
+    """One text (and one image) at a time, padding cut off: exposing every tensor of a whole batch of long texts
+    at once costs gigabytes on a full-size model (attention scores alone are heads x length^2 per text)."""
     for feed in feeds:
-        mask = feed.get("attention_mask")
-        for i in range(feed["input_ids"].shape[0]):
-            n = max(2, int(mask[i].sum())) if mask is not None else feed["input_ids"].shape[1]
-            yield {k: (v[i:i + 1, :n] if k in ("input_ids", "attention_mask") else v) for k, v in feed.items()}
+        ids, mask, pixels = feed.get("input_ids"), feed.get("attention_mask"), feed.get("pixel_values")
+        count = max(x.shape[0] for x in (ids, pixels) if x is not None)
+        for i in range(count):
+            row = {k: v for k, v in feed.items() if k not in ("input_ids", "attention_mask", "pixel_values")}
+            if ids is not None:
+                j = min(i, ids.shape[0] - 1)
+                n = max(2, int(mask[j].sum())) if mask is not None else ids.shape[1]
+                row["input_ids"] = ids[j:j + 1, :n]
+                if mask is not None:
+                    row["attention_mask"] = mask[j:j + 1, :n]
+            if pixels is not None:
+                j = min(i, pixels.shape[0] - 1)
+                row["pixel_values"] = pixels[j:j + 1]
+            yield row
 
 
 class Tracer:
@@ -108,9 +120,12 @@ def errors(reference: Path, candidate: Path, names: list[str], feeds: Iterable[d
         a, b = ref(feed), got(feed)
         for name in a.keys() & b.keys():
             worst[name] = max(worst.get(name, 0.0), relative_error(a[name], b[name]))
-        x, y = a["sentence_embedding"].astype(np.float64), b["sentence_embedding"].astype(np.float64)
-        cos = (x * y).sum(-1) / np.maximum(np.linalg.norm(x, axis=-1) * np.linalg.norm(y, axis=-1), 1e-30)
-        min_cos = min(min_cos, float(cos.min()))
+        for out in POOLED_OUTPUTS:
+            if out not in a or out not in b or not a[out].size:
+                continue
+            x, y = a[out].astype(np.float64), b[out].astype(np.float64)
+            cos = (x * y).sum(-1) / np.maximum(np.linalg.norm(x, axis=-1) * np.linalg.norm(y, axis=-1), 1e-30)
+            min_cos = min(min_cos, float(cos.min()))
     return worst, min_cos
 
 

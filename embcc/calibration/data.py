@@ -105,3 +105,29 @@ def feeds(texts: list[CalibrationText], spec: ModelSpec, tokenizer_json: Path, *
         raise EmbccError("every calibration text tokenises to nothing but special tokens",
                          "give calibration texts with real words in them")
     return out
+
+
+CALIBRATION_IMAGES = 32  # generated images beyond the verify probe set (embcc.core.probe_images)
+
+
+def image_feeds(spec: ModelSpec, n: int = CALIBRATION_IMAGES) -> list[dict[str, np.ndarray]]:
+    """Batches of pixel_values for an image tower: generated images held out from verify's probe images (verify
+    uses the first 24 of core.probe_images; calibration the seeded variants after them)."""
+    from embcc.core.images import preprocess
+    from embcc.core.probe_images import probe_images
+
+    held_out = probe_images(24 + n)[24:]
+    return [{"pixel_values": preprocess(held_out[i:i + BATCH], spec.image or {})} for i in range(0, n, BATCH)]
+
+
+def part_feeds(texts: list[CalibrationText], spec: ModelSpec, tokenizer_json: Path, *, keep: bool,
+               max_length: int, inputs: set[str]) -> list[dict[str, np.ndarray]]:
+    """The feeds for one part of a model, restricted to the graph's own inputs: texts (text part), images (an
+    image tower), or a text batch beside an image batch (jina-clip-v2's combined graph, both towers at once)."""
+    text = feeds(texts, spec, tokenizer_json, keep=keep, max_length=max_length) if "input_ids" in inputs else []
+    images = image_feeds(spec) if "pixel_values" in inputs else []
+    if text and images:
+        out = [{**t, **images[i % len(images)]} for i, t in enumerate(text)]
+    else:
+        out = text or images
+    return [{k: v for k, v in f.items() if k in inputs} for f in out]

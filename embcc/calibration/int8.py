@@ -19,8 +19,8 @@ Two graphs for a static export, one weight file (model.int8.data) shared by both
 
 from __future__ import annotations
 
-import hashlib
-import os
+import contextlib
+import io
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -38,11 +38,13 @@ from onnxruntime.quantization import (
 )
 
 from embcc.calibration.activations import errors, float_outputs, layer_of
-from embcc.core.onnxfile import save_onnx
+from embcc.calibration.cache import trusted, write_atomic
+from embcc.core.onnxfile import initializer_bytes, needs_external, save_onnx, share_weights
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
            "percentile": CalibrationMethod.Percentile}
 MODES = ("static", "dynamic")
+HISTOGRAM_METHODS = ("entropy", "percentile")
 QUANTIZED_OPS = ["MatMul", "Gemm"]
 MIN_TABLE = 256  # tables with fewer rows stay float (token types); vocabularies are far larger
 PORTABLE_FILE = "model.portable.onnx"
@@ -52,13 +54,19 @@ WEIGHTS = "model.int8.data"
 class _Reader(CalibrationDataReader):
     def __init__(self, feeds: list[dict]):
         self.feeds = feeds
-        self.i = 0
+        self.i, self.end = 0, len(feeds)
 
     def get_next(self) -> dict | None:
-        if self.i >= len(self.feeds):
+        if self.i >= self.end:
             return None
         self.i += 1
         return self.feeds[self.i - 1]
+
+    def __len__(self) -> int:
+        return len(self.feeds)
+
+    def set_range(self, start_index: int, end_index: int) -> None:  # ONNX Runtime's strided collection
+        self.i, self.end = start_index, min(end_index, len(self.feeds))
 
 
 def activation_matmuls(model: onnx.ModelProto) -> list[str]:
@@ -142,64 +150,56 @@ def gather_then_scale(model: onnx.ModelProto) -> int:
 
 def _quantize(src: Path, dst: Path, feeds: list[dict] | None, *, method: str, cache_file: Path,
               activations: QuantType, exclude: list[str], large: bool) -> None:
-    hit = cache_file.is_file()
-    # ONNX Runtime writes its calibration cache itself: let it write a private file, then rename it into place,
-    # so a run killed mid-write leaves no half-written entry that a later run would trust.
-    target = cache_file if hit else cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
-    try:
-        quantize_static(
-            str(src), str(dst), None if hit else _Reader(feeds or []),
-            quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS, per_channel=True,
-            activation_type=activations, weight_type=QuantType.QInt8, calibrate_method=METHODS[method],
-            nodes_to_exclude=exclude, calibration_cache_path=str(target), use_external_data_format=large,
-            extra_options={"ActivationSymmetric": activations == QuantType.QInt8, "WeightSymmetric": True},
-        )
-        if not hit:
-            os.replace(target, cache_file)
-    finally:
-        if not hit and target.exists():
-            target.unlink()
+    hit = trusted(cache_file)
+    # ONNX Runtime writes its calibration cache itself: on a miss it writes a private file beside the quantized
+    # graph (inside the export's staging directory), which is then copied into the cache whole (cache.write_atomic:
+    # renamed into place, the user's umask, a full cache disk reported as such), so a run killed mid-write leaves
+    # no half-written entry that a later run would trust.
+    target = cache_file if hit else Path(dst).parent / f"{cache_file.name}.ort"
+    with contextlib.redirect_stdout(io.StringIO()):  # the percentile calibrator print()s its settings
+        _quantize_static(src, dst, None if hit else _Reader(feeds or []), method, target, activations, exclude, large)
+    if not hit:
+        write_atomic(cache_file, target.read_bytes())
+        target.unlink()
 
 
-def _digest(t: onnx.TensorProto) -> str:
-    return hashlib.sha256(numpy_helper.to_array(t).tobytes()).hexdigest() + str(t.data_type) + str(list(t.dims))
-
-
-def _share_weights(model: onnx.ModelProto, portable_path: Path, dst: Path) -> int:
-    """Point `model`'s initializers at the portable graph's weight file wherever the bytes are the same, then
-    save it at `dst`; returns how many tensors are shared (the rest stay inside the graph file)."""
-    portable = onnx.load(str(portable_path))
-    by_content = {_digest(t): t.name for t in portable.graph.initializer if np.prod(t.dims) >= 1024}
-    refs = {t.name: t for t in onnx.load(str(portable_path), load_external_data=False).graph.initializer}
-    shared = 0
-    for t in model.graph.initializer:
-        name = by_content.get(_digest(t)) if np.prod(t.dims) >= 1024 else None
-        if name is not None and refs[name].data_location == onnx.TensorProto.EXTERNAL:
-            own = t.name
-            t.CopyFrom(refs[name])
-            t.name = own
-            shared += 1
-    onnx.save(model, str(dst))
-    return shared
+def _quantize_static(src: Path, dst: Path, reader: _Reader | None, method: str, target: Path,
+                     activations: QuantType, exclude: list[str], large: bool) -> None:
+    quantize_static(
+        str(src), str(dst), reader,
+        quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS, per_channel=True,
+        activation_type=activations, weight_type=QuantType.QInt8, calibrate_method=METHODS[method],
+        nodes_to_exclude=exclude, calibration_cache_path=str(target), use_external_data_format=large,
+        extra_options={"ActivationSymmetric": activations == QuantType.QInt8, "WeightSymmetric": True,
+                       # The histogram calibrators (entropy, percentile) stack every batch's activations with
+                       # np.asarray, which numpy >= 1.24 refuses for batches of different lengths (ValueError:
+                       # inhomogeneous shape): collect one batch at a time instead, the histograms merge
+                       # across calls. MinMax takes every batch at once, as before.
+                       **({"CalibStridedMinMax": 1} if method in HISTOGRAM_METHODS else {})},
+    )
 
 
 def lower_int8(src: Path, dst_dir: Path, feeds: Callable[[], list[dict]], *, method: str, mode: str,
-               cache_file: Path | None) -> dict:
-    """Write model.onnx (ONNX Runtime form) and, for static, model.portable.onnx (calibrated QDQ) into dst_dir;
-    returns the report."""
-    with tempfile.TemporaryDirectory(prefix="embcc-int8-") as tmp:
+               cache_file: Path | None, fused: Path | None = None) -> dict:
+    """Write model.onnx (ONNX Runtime form: from `fused`, the fp32 graph with fused attention, where there is
+    one) and, for static, model.portable.onnx (calibrated QDQ, from the standard-ops fp32 graph `src`) into
+    dst_dir; returns the report."""
+    ort_src = fused or src
+    # scratch inside the export's staging directory: a killed run leaves it where the next run on the same --out
+    # removes it, not in /tmp
+    with tempfile.TemporaryDirectory(prefix=".int8-", dir=dst_dir) as tmp:
         staged = Path(tmp) / "q.onnx"
         if mode == "dynamic":
-            quantize_dynamic(str(src), str(staged), weight_type=QuantType.QInt8)
+            quantize_dynamic(str(ort_src), str(staged), weight_type=QuantType.QInt8)
             quantized = onnx.load(str(staged))
             save_onnx(quantized, dst_dir / "model.onnx")
             return {"mode": "dynamic", "format": "QOperator (onnxruntime quantize_dynamic defaults)",
                     "forms": {"model.onnx": "ONNX Runtime dynamic int8 (com.microsoft and integer ops)"},
                     "cache": "not used"}
         assert cache_file is not None
-        hit = cache_file.is_file()
+        hit = trusted(cache_file)
         fp32 = onnx.load(str(src))
-        large = sum(i.ByteSize() for i in fp32.graph.initializer) > 1 << 30
+        large = needs_external(initializer_bytes(fp32))  # the one external-data rule (core.onnxfile)
         # Portable: symmetric int8 everywhere (zero point 0, as TensorRT requires), attention's
         # activation-by-activation MatMuls left float.
         excluded = activation_matmuls(fp32)
@@ -214,13 +214,14 @@ def lower_int8(src: Path, dst_dir: Path, feeds: Callable[[], list[dict]], *, met
         # fp32; static uint8 QDQ 0.327 s; this form 0.281 s (the plain quantize_dynamic path: 0.284 s).
         # Attention's activation MatMuls stay float (quantized with ranges from <=512-token calibration texts
         # they fell to min cosine 0.964 on longer v5 probes).
-        quantize_dynamic(str(src), str(staged), weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=QUANTIZED_OPS, nodes_to_exclude=excluded,
+        ort_excluded = excluded if fused is None else activation_matmuls(onnx.load(str(fused), load_external_data=False))
+        quantize_dynamic(str(ort_src), str(staged), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=QUANTIZED_OPS, nodes_to_exclude=ort_excluded,
                          use_external_data_format=large)
         ort_model = onnx.load(str(staged))
         quantize_tables(ort_model)
         gather_then_scale(ort_model)
-        shared = _share_weights(ort_model, dst_dir / PORTABLE_FILE, dst_dir / "model.onnx")
+        shared = share_weights(ort_model, dst_dir / PORTABLE_FILE, dst_dir / "model.onnx")
     return {
         "mode": "static", "method": method,
         "format": {"model.onnx": "ONNX Runtime integer ops: dynamic quantization (activations quantized per call; "
@@ -244,7 +245,7 @@ def lower_int8(src: Path, dst_dir: Path, feeds: Callable[[], list[dict]], *, met
 def layer_errors(fp32: Path, quantized: Path, feeds: list[dict], top: int = 10) -> list[dict]:
     """The nodes (and their layers) that add the most error in the quantized graph, on a few feeds."""
     model = onnx.load(str(fp32))
-    with tempfile.TemporaryDirectory(prefix="embcc-int8-report-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=".int8-report-", dir=Path(quantized).parent) as tmp:
         err, _ = errors(fp32, quantized, list(float_outputs(model)), feeds, Path(tmp))
     rows = []
     for n in model.graph.node:

@@ -147,10 +147,46 @@ def staged_dir(out: Path) -> Iterator[Path]:
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700: the artifact gets the user's umask like any mkdir
         try:
             yield tmp
+            apply_umask(tmp)
             os.replace(tmp, out)
         except BaseException as e:
             shutil.rmtree(tmp, ignore_errors=True)
-            if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            if not isinstance(e, EmbccError) and disk_full(e):  # an EmbccError already says which disk
                 raise EmbccError(f"the disk holding {out} is full (nothing was written)",
                                  "free space or choose another --out") from e
             raise
+
+
+def apply_umask(root: Path) -> None:
+    """Give every file and directory under `root` the mode a plain open()/mkdir() would under the user's umask.
+
+    Some writers create private files whatever the umask: ONNX's C++ external-data writer opens model.int8.data
+    0600, ONNX Runtime's calibration cache is a mkstemp file (0600)."""
+    mask = _umask()
+    for dirpath, dirnames, filenames in os.walk(root):
+        for d in dirnames:
+            os.chmod(os.path.join(dirpath, d), 0o777 & ~mask)
+        for f in filenames:
+            p = os.path.join(dirpath, f)
+            if not os.path.islink(p):
+                os.chmod(p, 0o666 & ~mask)
+
+
+def umask_mode(path: Path) -> None:
+    """One file: the mode a plain open() would give it under the user's umask."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
+def disk_full(e: BaseException) -> bool:
+    """True when `e`, or an exception it was raised from, is a full disk or quota (libraries re-raise OSErrors
+    as their own types; some keep only the message)."""
+    seen: set[int] = set()
+    x: BaseException | None = e
+    while x is not None and id(x) not in seen:
+        seen.add(id(x))
+        if isinstance(x, OSError) and x.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(x) or "Disk quota exceeded" in str(x):
+            return True
+        x = x.__cause__ or x.__context__
+    return False

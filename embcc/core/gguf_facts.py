@@ -43,3 +43,4 @@ class GgufFacts:
     causal: bool = False
     extra_tensors: dict[str, str | tuple[str, ...]] = field(default_factory=dict)
     unused: tuple[str, ...] = ()  # source weights llama.cpp's graph does not use, dropped on purpose
+    unsupported_parts: dict[str, str] = field(default_factory=dict)  # part -> why llama.cpp cannot run it

@@ -6,9 +6,12 @@ their tensors in `<file>_data` beside the graph (ONNX external data), every othe
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
+import numpy as np
 import onnx
+from onnx import numpy_helper
 
 EXTERNAL_DATA_LIMIT = 1 << 30  # initializer bytes; well under protobuf's 2 GB ceiling
 
@@ -31,3 +34,26 @@ def save_onnx(model: onnx.ModelProto, path: Path, *, external: bool | None = Non
                   location=location or path.name + "_data", size_threshold=1024)
     else:
         onnx.save(model, str(path))
+
+
+def _digest(t: onnx.TensorProto) -> str:
+    return hashlib.sha256(numpy_helper.to_array(t).tobytes()).hexdigest() + str(t.data_type) + str(list(t.dims))
+
+
+def share_weights(model: onnx.ModelProto, portable_path: Path, dst: Path) -> int:
+    """Point `model`'s initializers at the external weight file of the graph at `portable_path` wherever the
+    bytes are the same, then save it at `dst`: two forms of one model (a standard-ops graph and ONNX Runtime's)
+    store their weights once. Returns how many tensors are shared (the rest stay inside the graph file)."""
+    portable = onnx.load(str(portable_path))
+    by_content = {_digest(t): t.name for t in portable.graph.initializer if np.prod(t.dims) >= 1024}
+    refs = {t.name: t for t in onnx.load(str(portable_path), load_external_data=False).graph.initializer}
+    shared = 0
+    for t in model.graph.initializer:
+        name = by_content.get(_digest(t)) if np.prod(t.dims) >= 1024 else None
+        if name is not None and refs[name].data_location == onnx.TensorProto.EXTERNAL:
+            own = t.name
+            t.CopyFrom(refs[name])
+            t.name = own
+            shared += 1
+    onnx.save(model, str(dst))
+    return shared

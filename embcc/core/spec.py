@@ -53,6 +53,14 @@ class ModelSpec:
     task: str | None = None
     precision: str = "fp32"
     role: str | None = None  # the input role texts get by default (v5: "document"); None for families without
+    # What part of a multi-part model this artifact is: "text", "vision" (images in), or "combined" (Jina's one
+    # graph with both towers); an image part records its preprocessing (preprocessor_config.json's settings).
+    part: str = "text"
+    task_optional: bool = False  # True: no task means no prefix (jina-clip-v2's encode_text)
+    image: dict | None = None
+    multi_vector_dim: int | None = None  # per-token vectors beside the single one (jina-embeddings-v4)
+    attention: str | None = None  # model.onnx's fused attention (mha | gqa | bias), None: standard ops only
+    min_onnxruntime: str | None = None  # the oldest ONNX Runtime that runs model.onnx as intended
     artifact_format: int = ARTIFACT_FORMAT  # files written without the key read as format 1
 
     def check_role(self, role: str | None, tasks: list[str]) -> None:
@@ -68,13 +76,23 @@ class ModelSpec:
             t.prefix_for(role)
 
     def task_by_name(self, name: str | None) -> Task | None:
-        """The task to run: `name`, or the artifact's own merged task, or None for families without tasks."""
+        """The task to run: `name`, else the artifact's own merged task; None for families without tasks and
+        for families whose task is optional (jina-clip-v2: no task, no prefix). An artifact that holds several
+        tasks (kept adapters) needs one named."""
         if not self.tasks:
             if name is not None:
-                raise EmbccError(f"{self.family} has no tasks, but task {name!r} was given", "leave out --task")
+                raise EmbccError(f"{self.family} has no tasks, but task {name!r} was given", "leave out task")
             return None
+        names = ", ".join(t.name for t in self.tasks)
         if name is None:
-            name = self.task if self.task is not None else self.tasks[0].name
+            if self.task is not None:
+                name = self.task
+            elif self.task_optional:
+                return None
+            elif len(self.tasks) == 1:
+                name = self.tasks[0].name
+            else:
+                raise EmbccError(f"this artifact holds several tasks ({names})", "pass task=NAME")
         for t in self.tasks:
             if t.name == name:
                 if self.lora != "keep" and self.task is not None and name != self.task:
@@ -83,7 +101,6 @@ class ModelSpec:
                         f"use the artifact exported for {name!r}",
                     )
                 return t
-        names = ", ".join(t.name for t in self.tasks)
         raise EmbccError(f"unknown task {name!r} for {self.family}", f"choose one of: {names}")
 
     def check_dim(self, dim: int | None) -> int:
@@ -112,4 +129,17 @@ class ModelSpec:
         p = Path(artifact_dir) / SPEC_FILE
         if not p.is_file():
             raise EmbccError(f"{artifact_dir} is not an embcc artifact (no {SPEC_FILE})", "point at a directory written by `embcc export`")
-        return cls.from_dict(json.loads(p.read_text()))
+        fix = "the artifact is damaged; export it again"
+        try:
+            d = json.loads(p.read_bytes().decode("utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise EmbccError(f"{p} is not readable JSON ({e})", fix) from e
+        if not isinstance(d, dict) or not isinstance(d.get("tasks", []), list):
+            raise EmbccError(f"{p} is not an embcc model spec (a JSON object)", fix)
+        try:
+            spec = cls.from_dict(d)
+        except (TypeError, ValueError, AttributeError) as e:  # unknown or missing keys, a task that is no object
+            raise EmbccError(f"{p} is not an embcc model spec ({e})", fix) from e
+        if not (isinstance(spec.dim, int) and isinstance(spec.max_length, int) and spec.dim > 0 and spec.max_length > 1):
+            raise EmbccError(f"{p} has no valid dim / max_length", fix)
+        return spec

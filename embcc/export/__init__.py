@@ -6,8 +6,9 @@ from embcc.core.errors import EmbccError
 from embcc.export.base import Format, Option, Plan
 from embcc.export.gguf import GgufFormat
 from embcc.export.onnx import OnnxFormat
+from embcc.export.tensorrt import TensorRtFormat
 
-FORMATS: dict[str, Format] = {f.name: f for f in (OnnxFormat(), GgufFormat())}
+FORMATS: dict[str, Format] = {f.name: f for f in (OnnxFormat(), GgufFormat(), TensorRtFormat())}
 
 
 def get_format(name: str) -> Format:

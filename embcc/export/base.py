@@ -39,7 +39,7 @@ class Plan:
     format: str
     lora: str | None  # "merge" | "keep" | None (no adapters / pre-merged)
     tasks: list[str]  # the tasks exported
-    units: list[tuple[str, str | None]]  # (subdirectory, merged task) per artifact directory
+    units: list[tuple[str, str | None, str]]  # (subdirectory, merged task, part) per artifact directory
     rope_theta: float | None
     max_length: int | None
     role: str | None
@@ -53,6 +53,15 @@ class Format(ABC):
 
     def supports(self, bundle: Bundle) -> None:  # noqa: B027 - most formats hold every model
         """Raise EmbccError if this format cannot hold this model at all."""
+
+    def parts(self, bundle: Bundle) -> tuple[str, ...]:
+        """The parts of the model (embcc.families: text, vision, combined) this format can hold."""
+        return bundle.family.parts(bundle)
+
+    def part_refusal(self, bundle: Bundle, part: str) -> tuple[str, str]:
+        """(problem, fix) when asked for a part this format cannot hold."""
+        return (f"--format {self.name} cannot hold the {part} part of {bundle.spec.family}",
+                f"choose --part {', '.join(self.parts(bundle))}")
 
     @abstractmethod
     def check(self, bundle: Bundle, values: dict[str, Any], *, cli: bool) -> dict[str, Any]:

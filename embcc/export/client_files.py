@@ -223,7 +223,9 @@ def _readme(where: Path, spec: ModelSpec, graphs: list[str], io: dict | None, co
           "runtimes (`embcc.runtimes.open_artifact(dir).encode(texts, task=..., dim=...)`).", ""]
     L += ["## What the caller must do", ""]
     L += [f"- Tokenise with `tokenizer.json`, truncating at {spec.max_length} tokens (special tokens included); "
-          "pad on the right and pass the attention mask."]
+          "pad on the right and pass the attention mask." if graphs else
+          f"- llama.cpp tokenises from the GGUF's own vocabulary; the artifact was made for up to {spec.max_length} "
+          "tokens per text (special tokens included): size the context to it and keep texts within it."]
     L += ["- Prepend the task prefix (and, where the model has roles, the role's prefix) to every text, unless the "
           "client adds it (sentence-transformers and text-embeddings-inference read the prompts of "
           "`config_sentence_transformers.json`; llama.cpp, fastembed and plain ONNX Runtime add nothing). "
@@ -308,7 +310,8 @@ def _gguf_clients(where: Path, spec: ModelSpec) -> list[str]:
     L = ["## Clients", "", f"- `{GGUF_FILE}`: llama.cpp (`jina-bert-*`, `qwen3`, `eurobert` architectures); "
          "tokenisation happens inside llama.cpp from the GGUF's vocabulary.", ""]
     L += ["llama.cpp's server:", "", "```sh",
-          f"llama-server -m {GGUF_FILE} --embedding --pooling {pool}"
+          f"llama-server -m {GGUF_FILE} --embedding --pooling {pool} -c {spec.max_length} -ub {spec.max_length}"
+          + (" --flash-attn off -ctk f32 -ctv f32" if exact else "")
           + (" --lora lora-TASK.gguf" if spec.lora == "keep" else ""),
           "curl -s localhost:8080/v1/embeddings -d '{\"input\": [\"PREFIX + text\"]}'", "```", "",
           "llama-cpp-python's OpenAI-compatible server:", "", "```sh",
@@ -326,8 +329,8 @@ def _gguf_clients(where: Path, spec: ModelSpec) -> list[str]:
               "prefix on every text;",
               "- one server, switched globally: `llama-server --lora lora-A.gguf --lora lora-B.gguf ... "
               "--lora-init-without-apply`, then `POST /lora-adapters` with `[{\"id\": I, \"scale\": 1.0}]` (ids "
-              "in the order of the --lora flags, every other adapter at scale 0) before a batch of that task; "
-              "requests in flight while it switches get the new task;",
+              "in the order of the --lora flags, every other adapter at scale 0) before a batch of that task; the "
+              "switch applies to every request the server runs, so send one task's requests at a time;",
               "- merged per-task files instead (`embcc export --format gguf --lora merge`), what Jina publishes "
               "for v4/v5.", ""]
     L += ["Texts that start with a space tokenise differently in llama.cpp for SentencePiece vocabularies, and "

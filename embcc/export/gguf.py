@@ -29,6 +29,7 @@ from embcc.core.bundle import Bundle
 from embcc.core.errors import EmbccError
 from embcc.core.gguf_facts import GgufFacts
 from embcc.core.spec import ModelSpec
+from embcc.core.weights import shape_of
 from embcc.export.base import Format, Option, Plan
 from embcc.export.gguf_tensors import (
     GGUF_TYPES,
@@ -75,6 +76,8 @@ def _write_metadata(w, facts: GgufFacts, bundle: Bundle, spec: ModelSpec, gguf_t
         full = f"{arch}.{key}"
         if isinstance(value, bool):
             w.add_bool(full, value)
+        elif isinstance(value, list | tuple):  # e.g. qwen2vl's rope.dimension_sections (int32 array)
+            w.add_array(full, [int(v) for v in value])
         elif isinstance(value, float):
             w.add_float32(full, value)
         else:
@@ -82,7 +85,7 @@ def _write_metadata(w, facts: GgufFacts, bundle: Bundle, spec: ModelSpec, gguf_t
     w.add_context_length(spec.max_length)
     w.add_causal_attention(facts.causal)
     w.add_pooling_type(gguf.PoolingType(POOLING[spec.pooling]))
-    if spec.position == "rope":
+    if spec.position in ("rope", "mrope"):
         w.add_rope_freq_base(float(spec.rope_theta))
     write_vocab(w, vocab, facts.pre_tokenizer, n_types)
 
@@ -138,14 +141,14 @@ def write_model(adapted: Adapted, path: Path, spec: ModelSpec, gguf_type: str) -
     vocab = read_vocab(bundle.path, facts.tokenizer)
     embd = next((s[0] for n, s in entries if n == "token_embd.weight"), None)
     if embd is not None:
-        pad_vocab(vocab, bundle.weights[embd].shape[0])
+        pad_vocab(vocab, shape_of(bundle.weights, embd)[0])
     file_type = gguf_type if gguf_type in PY_TYPES else "f32"
     infos = []
     for name, sources in entries:
-        shapes = [tuple(bundle.weights[s].shape) for s in sources]
+        shapes = [tuple(shape_of(bundle.weights, s)) for s in sources]  # shapes only: no tensor is read yet
         shape = (sum(s[0] for s in shapes), *shapes[0][1:])
         infos.append((name, shape, tensor_type(name, shape, file_type)))
-    n_types = next((bundle.weights[s[0]].shape[0] for n, s in entries if n == "token_types.weight"), 0)
+    n_types = next((shape_of(bundle.weights, s[0])[0] for n, s in entries if n == "token_types.weight"), 0)
     data = (to_numpy(produce(adapted, sources), qtype) for (_, sources), (_, _, qtype) in zip(entries, infos))
     _stream(path, facts.arch, lambda w: _write_metadata(w, facts, bundle, spec, file_type, vocab, n_types),
             infos, data)
@@ -206,6 +209,14 @@ class GgufFormat(Format):
     def supports(self, bundle: Bundle) -> None:
         facts_of(bundle)
 
+    def parts(self, bundle: Bundle) -> tuple[str, ...]:
+        return ("text",)  # llama.cpp embeds text; image towers have no upstream llama.cpp graph
+
+    def part_refusal(self, bundle: Bundle, part: str) -> tuple[str, str]:
+        why = facts_of(bundle).unsupported_parts.get(part, f"llama.cpp has no {bundle.spec.family} {part} graph")
+        return (f"a {bundle.spec.family} {part} GGUF cannot be written: {why}",
+                f"export the {part} part with --format onnx, and the text tower with --format gguf --part text")
+
     def check(self, bundle: Bundle, values: dict[str, Any], *, cli: bool) -> dict[str, Any]:
         return {"gguf_type": check_type(values.get("gguf_type") or "f32")}
 
@@ -216,7 +227,8 @@ class GgufFormat(Format):
         from embcc.runtimes.llamacpp import load_check
 
         gguf_type = plan.values["gguf_type"]
-        spec = dataclasses.replace(adapted.spec, precision=gguf_type)
+        # GGUF files are text-only, single-vector (a multi-vector projector stays out, as in Jina's GGUFs)
+        spec = dataclasses.replace(adapted.spec, precision=gguf_type, multi_vector_dim=None)
         if spec.lora == "keep":  # one adapter file per task asked for; the artifact offers exactly those
             spec = dataclasses.replace(spec, tasks=[t for t in spec.tasks if t.name in plan.tasks])
         write_model(adapted, where / MODEL_FILE, spec, gguf_type)

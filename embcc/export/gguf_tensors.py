@@ -175,7 +175,8 @@ def adapter_tensors(bundle: Bundle, facts: GgufFacts, t: int) -> dict[str, tuple
         row0 = m.delta(t)[0]  # added to every token by llama.cpp's graph
         a, b = out[target]
         out[target] = (torch.cat([a, torch.ones(a.shape[0], 1)], 1), torch.cat([b, row0[None]], 0))
-    left = sorted(set(lora.modules) - covered)
+    # adapters on weights the GGUF leaves out (jina-embeddings-v4's multi-vector projector) go with them
+    left = sorted(m for m in set(lora.modules) - covered if not f"{m}.weight".startswith(facts.unused))
     if left:
         raise EmbccError(f"adapter on {left[0]} has no GGUF tensor in {bundle.spec.family}'s mapping",
                          "fix the family's GgufFacts")

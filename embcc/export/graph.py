@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from embcc.core.adapted import Adapted
-from embcc.export.lora import TaskSelector, keep_adapters
+from embcc.core.contract import GraphContract, text_contract
+from embcc.core.lora import TaskSelector, keep_adapters
 
 
 def pool(states: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -49,8 +50,18 @@ class EmbeddingGraph(nn.Module):
 
 
 def build_graph(adapted: Adapted) -> EmbeddingGraph:
-    """The adapted model as one torch module (merged task folded in, or every adapter kept behind task_id)."""
+    """The adapted text model as one torch module (merged task folded in, or every adapter kept behind task_id)."""
     backbone = adapted.backbone()
     lora = adapted.bundle.lora
     selector = keep_adapters(backbone, lora) if adapted.keeps_adapters and lora is not None else None
     return EmbeddingGraph(backbone, adapted.spec.pooling, selector).eval()
+
+
+def build(adapted: Adapted) -> tuple[nn.Module, GraphContract]:
+    """The module a tracing format exports for the adapted model's part, and its contract: the text part is the
+    graph above; any other part (an image tower, a combined graph) is the family's own module and contract."""
+    family = adapted.bundle.family
+    if adapted.spec.part == "text" and "text" not in getattr(family, "own_parts", ()):
+        graph = build_graph(adapted)
+        return graph, text_contract(graph.keeps_adapters)
+    return family.part_module(adapted, adapted.spec.part)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -22,17 +23,20 @@ import torch
 
 from embcc.core.adapted import Adapted
 from embcc.core.bundle import Bundle
-from embcc.core.onnxfile import needs_external
+from embcc.core.contract import GraphContract
+from embcc.core.onnxfile import needs_external, save_onnx
 from embcc.core.spec import ModelSpec
+from embcc.export.attention import MIN_ORT, fuse_attention_file
 from embcc.export.base import Format, Option, Plan
-from embcc.export.graph import EmbeddingGraph, build_graph
+from embcc.export.graph import build
 
 OPSET = 18
 MODEL_FILE = "model.onnx"
-INPUTS = ["input_ids", "attention_mask"]
-OUTPUTS = ["text_embeds", "sentence_embedding"]  # as traced; then ALIAS is appended (_client_contract)
+PORTABLE_FILE = "model.portable.onnx"
+WEIGHTS = "model.onnx_data"  # one weight file for both forms of a fused export
+ATTENTION_REPORT = "attention.json"
 ALIAS = "last_hidden_state"
-GRAPH_OUTPUTS = [*OUTPUTS, ALIAS]
+TOKEN_STATES = "text_embeds"  # the text graphs' token states, output 0 (Jina's contract)
 PRECISIONS = ("fp32", "fp16", "int8")
 
 PRECISION = Option("precision", "--precision", "fp32 (default) | fp16 | int8", PRECISIONS)
@@ -53,31 +57,32 @@ def param_bytes(module: torch.nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
 
 
-def trace(graph: EmbeddingGraph, out_dir: Path, *, trace_length: int = 16) -> Path:
-    """Write `model.onnx` (plus `model.onnx_data` for large graphs) into `out_dir`; returns the path."""
-    batch, seq = torch.export.Dim("batch", min=1, max=1024), torch.export.Dim("sequence", min=2, max=131072)
-    ids = torch.full((2, trace_length), 5, dtype=torch.long)
-    ids[:, 0] = 0
-    mask = torch.ones_like(ids)
-    mask[1, trace_length // 2 :] = 0
-    args: tuple = (ids, mask)
-    names = list(INPUTS)
-    dynamic: dict = {"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}}
-    if graph.keeps_adapters:
-        args += (torch.zeros(1, dtype=torch.long),)
-        names.append("task_id")
-        dynamic["task_id"] = None
+def trace(module: torch.nn.Module, contract: GraphContract, out_dir: Path) -> Path:
+    """Write `model.onnx` (plus `model.onnx_data` for large graphs) into `out_dir` by `contract`; returns the path."""
+    dims: dict[tuple[str, int, int], torch.export.Dim] = {}
+
+    def dim(spec: tuple[str, int, int]) -> torch.export.Dim:
+        if spec not in dims:
+            dims[spec] = torch.export.Dim(spec[0], min=spec[1], max=spec[2])
+        return dims[spec]
+
+    dynamic = {name: None if axes is None else {a: dim(d) for a, d in axes.items()}
+               for name, axes in contract.dynamic.items()}
     path = Path(out_dir) / MODEL_FILE
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)
         program = torch.onnx.export(
-            graph, args, dynamo=True, input_names=names, output_names=OUTPUTS, dynamic_shapes=dynamic,
-            opset_version=OPSET, optimize=True, verbose=False, report=False,
+            module, tuple(contract.inputs.values()), dynamo=True, input_names=list(contract.inputs),
+            output_names=contract.outputs, dynamic_shapes=dynamic, opset_version=OPSET, optimize=True,
+            verbose=False, report=False,
         )
     _drop_stack_traces(program.model)
-    program.save(str(path), external_data=needs_external(param_bytes(graph)))
-    _client_contract(path)
+    program.save(str(path), external_data=needs_external(param_bytes(module)))
+    if contract.open_rank:
+        _free_rank(path, contract.open_rank)
+    if contract.outputs and contract.outputs[0] == TOKEN_STATES:
+        _add_alias(path)
     return path
 
 
@@ -91,26 +96,28 @@ def _drop_stack_traces(model) -> None:
         node.metadata_props.pop("pkg.torch.onnx.stack_trace", None)
 
 
-def _client_contract(path: Path) -> None:
-    """What clients of the graph expect beyond the traced outputs, in one rewrite of the graph file:
-
-    - task_id may be a scalar or a one-element array, as clients of Jina's graph send either (the graph
-      reshapes it to [1] before use, so its declared shape can be left open);
-    - `last_hidden_state`, an Identity of `text_embeds` appended after the traced outputs: the name
-      sentence-transformers' ONNX backend (optimum's ORTModelForFeatureExtraction) and text-embeddings-inference
-      read token states by. text_embeds stays output 0 (Jina's contract, fastembed takes output 0).
-    """
+def _free_rank(path: Path, names: tuple[str, ...]) -> None:
+    """Leave the declared shape of `names` open: task_id may be a scalar or a one-element array, as clients of
+    Jina's graph send either (the graph reshapes it to [1] before use)."""
     model = onnx.load(str(path), load_external_data=False)
     for inp in model.graph.input:
-        if inp.name == "task_id":
+        if inp.name in names:
             inp.type.tensor_type.ClearField("shape")
-    states = next(o for o in model.graph.output if o.name == OUTPUTS[0])
+    onnx.save(model, str(path))  # external tensors keep pointing at model.onnx_data
+
+
+def _add_alias(path: Path) -> None:
+    """`last_hidden_state`, an Identity of `text_embeds` appended after the traced outputs: the name
+    sentence-transformers' ONNX backend (optimum's ORTModelForFeatureExtraction) and text-embeddings-inference
+    read token states by. text_embeds stays output 0 (Jina's contract; fastembed takes output 0)."""
+    model = onnx.load(str(path), load_external_data=False)
+    states = next(o for o in model.graph.output if o.name == TOKEN_STATES)
     alias = onnx.ValueInfoProto()
     alias.CopyFrom(states)
     alias.name = ALIAS
-    model.graph.node.append(onnx.helper.make_node("Identity", [OUTPUTS[0]], [ALIAS], name="last_hidden_state_alias"))
+    model.graph.node.append(onnx.helper.make_node("Identity", [TOKEN_STATES], [ALIAS], name="last_hidden_state_alias"))
     model.graph.output.append(alias)
-    onnx.save(model, str(path))  # external tensors keep pointing at model.onnx_data
+    onnx.save(model, str(path))
 
 
 class OnnxFormat(Format):
@@ -136,19 +143,50 @@ class OnnxFormat(Format):
         return out
 
     def write(self, adapted: Adapted, where: Path, plan: Plan) -> ModelSpec:
+        """model.onnx is the graph ONNX Runtime runs; where attention fuses into its tiled kernels (the family
+        says how), model.onnx holds the fused attention and model.portable.onnx the standard-ops graph, both
+        reading one weight file. fp16 / int8 lower both forms (embcc.calibration)."""
         precision, calib = plan.values["precision"], plan.values["calibration"]
         spec = dataclasses.replace(adapted.spec, precision=precision)
-        graph = build_graph(adapted)
-        if calib is None:
-            trace(graph, where)
-            return spec
-        from embcc.calibration import REPORT, lower
+        fusion = adapted.bundle.family.attention(adapted.bundle, adapted.spec.part)
+        module, contract = build(adapted)
+        with tempfile.TemporaryDirectory(prefix=".trace-", dir=where) as tmp:
+            traced = trace(module, contract, Path(tmp))
+            del module
+            fp32_dir = where if calib is None else Path(tmp) / "fp32"
+            fp32_dir.mkdir(exist_ok=True)
+            fused = _fp32_forms(traced, fp32_dir, fusion)
+            if calib is not None:
+                from embcc.calibration import REPORT, lower
 
-        with tempfile.TemporaryDirectory(prefix=".fp32-", dir=where) as fp32:
-            trace(graph, Path(fp32))
-            del graph
-            report = lower(Path(fp32) / MODEL_FILE, where, precision=precision, spec=spec,
-                           calibration=calib, checkpoint_sha256=adapted.bundle.source_sha256)
-        (where / REPORT).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+                src = fp32_dir / (PORTABLE_FILE if fused else MODEL_FILE)
+                report = lower(src, where, precision=precision, spec=spec, calibration=calib,
+                               checkpoint_sha256=adapted.bundle.source_sha256,
+                               fused=fp32_dir / MODEL_FILE if fused else None)
+                (where / REPORT).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        if fused:
+            _mark(where / MODEL_FILE, fused["kind"])  # the precision passes may drop model metadata
+            (where / ATTENTION_REPORT).write_text(json.dumps(fused, indent=2, sort_keys=True) + "\n")
+            spec = dataclasses.replace(spec, attention=fused["kind"], min_onnxruntime=MIN_ORT)
         return spec
 
+
+def _mark(path: Path, kind: str) -> None:
+    """Record the fused attention's kind in the graph's metadata (the runtimes batch by it)."""
+    from embcc.export.attention import METADATA_KEY
+
+    model = onnx.load(str(path), load_external_data=False)
+    if {p.key: p.value for p in model.metadata_props}.get(METADATA_KEY) != kind:
+        onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, METADATA_KEY: kind})
+        onnx.save(model, str(path))
+
+
+def _fp32_forms(traced: Path, dst: Path, fusion: dict | None) -> dict | None:
+    """The fp32 graphs in `dst`: model.onnx alone (no fusion), or model.portable.onnx + model.onnx (fused
+    attention) over one external weight file; returns the fusion report (None without fusion)."""
+    if fusion is None:
+        for f in traced.parent.iterdir():
+            os.replace(f, dst / f.name)
+        return None
+    save_onnx(onnx.load(str(traced)), dst / PORTABLE_FILE, external=True, location=WEIGHTS)
+    return fuse_attention_file(dst / PORTABLE_FILE, dst / MODEL_FILE, **fusion)

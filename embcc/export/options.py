@@ -22,6 +22,8 @@ COMMON = (
     Option("max_length", "--max-length", "truncation length recorded in the artifact", type=int),
     Option("role", "--role", "input role recorded as the artifact's default (v5: query | document)",
            ("query", "document")),
+    Option("part", "--part", "parts of a multi-part model, comma-separated (jina-clip-v2: text, vision, combined); "
+           "default: every part the format can hold"),
 )
 
 
@@ -84,12 +86,30 @@ def resolve(bundle: Bundle, fmt: Format, given: dict[str, Any], *, cli: bool = F
     role = given.get("role")
     if role is not None:
         _check_role(bundle, role, tasks, keep=mode == "keep" and not fmt.keep_takes_tasks, cli=cli)
+    parts = _parts(bundle, fmt, given.get("part"), n["part"])
     values = fmt.check(bundle, {k: v for k, v in given.items() if k in own}, cli=cli)
     if mode == "merge":
-        units = [(t, t) for t in tasks]
+        merged: list[tuple[str, str | None]] = [(t, t) for t in tasks]
     else:  # kept adapters, no adapters, or a pre-merged checkpoint (one task, named by --task)
-        units = [("", tasks[0] if mode is None and spec.task is not None else None)]
+        merged = [("", tasks[0] if mode is None and spec.task is not None else None)]
+    units = [("/".join(x for x in (sub, part if len(parts) > 1 else "") if x), task, part)
+             for sub, task in merged for part in parts]
     return Plan(fmt.name, mode, tasks, units, theta, max_length, role, values)
+
+
+def _parts(bundle: Bundle, fmt: Format, asked: str | None, flag: str) -> list[str]:
+    family, held = bundle.family.parts(bundle), fmt.parts(bundle)
+    if asked is None:
+        return [p for p in family if p in held]
+    parts = [p.strip() for p in str(asked).split(",") if p.strip()]
+    for p in parts:
+        if p not in family:
+            raise EmbccError(f"{bundle.spec.family} has no {p!r} part", f"choose {flag} from: {', '.join(family)}")
+        if p not in held:
+            raise EmbccError(*fmt.part_refusal(bundle, p))
+    if not parts:
+        raise EmbccError(f"{flag} names no part", f"choose from: {', '.join(family)}")
+    return list(dict.fromkeys(parts))
 
 
 def _tasks(bundle: Bundle, task: str | None, flag: str) -> list[str]:
@@ -128,6 +148,9 @@ def recorded(bundle: Bundle, fmt: Format, plan: Plan) -> dict[str, Any]:
     """manifest.json's `options`: what was asked for, after checking."""
     out: dict[str, Any] = {"format": plan.format, "lora": plan.lora, "tasks": plan.tasks,
                            "rope_theta": plan.rope_theta, "max_length": plan.max_length}
+    parts = sorted({u[2] for u in plan.units})
+    if parts != ["text"]:
+        out["parts"] = parts
     out.update(fmt.recorded(plan))
     if plan.role is not None:
         out["role"] = plan.role

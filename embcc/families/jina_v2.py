@@ -12,6 +12,7 @@ from embcc.core.gguf_facts import Cfg, GgufFacts
 from embcc.core.spec import ModelSpec
 from embcc.families.base import (
     Family,
+    build_backbone,
     check_tensors,
     hash_checkpoint,
     read_config,
@@ -85,7 +86,11 @@ class JinaV2(Family):
                 "position_embedding_type": "alibi", "feed_forward_type": "geglu",
                 "hidden_act": bundle.config.get("hidden_act", "gelu")}
 
+    def attention(self, bundle: Bundle, part: str) -> dict | None:
+        c = bundle.config  # ALiBi only enters ONNX Runtime's attention as a bias: fused, never tiled
+        return {"kind": "bias", "heads": int(c["num_attention_heads"]), "kv_heads": int(c["num_attention_heads"]),
+                "head_dim": int(c["hidden_size"]) // int(c["num_attention_heads"]), "causal": False}
+
     def backbone(self, bundle: Bundle, weights: dict[str, torch.Tensor], rope_theta: float | None = None) -> torch.nn.Module:
-        model = JinaBertModel(JinaBertConfig.from_dict(bundle.config))
-        model.load_state_dict(weights, strict=True)
-        return model.float().eval()
+        cfg = JinaBertConfig.from_dict(bundle.config)
+        return build_backbone(lambda: JinaBertModel(cfg), weights)

@@ -20,6 +20,7 @@ from embcc.core.spec import ModelSpec, Task
 from embcc.families import jina_v3_layouts as layouts
 from embcc.families.base import (
     Family,
+    build_backbone,
     check_tensors,
     hash_checkpoint,
     read_config,
@@ -154,9 +155,12 @@ class JinaV3(Family):
                 **{k: getattr(cfg, k) for k in keys if getattr(cfg, k, None) is not None},
                 "position_embedding_type": "rotary", "rotary_emb_base": float(spec.rope_theta)}
 
+    def attention(self, bundle: Bundle, part: str) -> dict | None:
+        c = native_config(bundle.config, bundle.layout)  # bidirectional RoPE attention: tiled MultiHeadAttention
+        return {"kind": "mha", "heads": c.num_attention_heads, "kv_heads": c.num_attention_heads,
+                "head_dim": c.hidden_size // c.num_attention_heads, "causal": False}
+
     def backbone(self, bundle: Bundle, weights: dict[str, torch.Tensor], rope_theta: float | None = None) -> torch.nn.Module:
         cfg = native_config(bundle.config, bundle.layout, rope_theta)
         cfg._attn_implementation = "sdpa"
-        model = V3Backbone(cfg, add_pooling_layer=False)
-        model.load_state_dict(weights, strict=True)
-        return model.float().eval()
+        return build_backbone(lambda: V3Backbone(cfg, add_pooling_layer=False), weights)

@@ -11,7 +11,7 @@ import torch
 from embcc.core.errors import EmbccError
 from embcc.core.lora import LoraSet, LoraWeights
 from embcc.families.peft_adapters import check_lora as check_lora  # re-exported for jina_v3
-from embcc.families.peft_adapters import read_peft_folders
+from embcc.families.peft_adapters import check_no_stray_adapters, read_peft_folders
 
 # Jina's original module names -> transformers' native ones (module paths, without the weight suffix).
 ORIGINAL_TO_NATIVE = [
@@ -113,6 +113,7 @@ def read_peft_adapters(path: Path, tasks: list[str]) -> LoraSet | None:
     """One PEFT LoRA folder per task (`<checkpoint>/<task_folder>/`), read with PEFT's own loaders."""
     folders = {t: path / task_folder(t) for t in tasks}
     present = {t: f for t, f in folders.items() if (f / "adapter_config.json").is_file()}
+    check_no_stray_adapters(path, folders, where="config.json's lora_adaptations")
     if not present:
         return None
     missing = [t for t in tasks if t not in present]

@@ -28,6 +28,7 @@ from embcc.core.gguf_facts import Cfg, GgufFacts
 from embcc.core.spec import ModelSpec, Task
 from embcc.families.base import (
     Family,
+    build_backbone,
     check_tensors,
     hash_checkpoint,
     read_config,
@@ -35,7 +36,7 @@ from embcc.families.base import (
     tokenizer_files,
     weight_files,
 )
-from embcc.families.peft_adapters import check_lora, read_peft_folders
+from embcc.families.peft_adapters import check_lora, check_no_stray_adapters, read_peft_folders
 
 TASKS = ["retrieval", "text-matching", "classification", "clustering"]  # the paper's names; ids follow the file
 PROMPTS = {"query": "Query: ", "document": "Document: "}
@@ -220,6 +221,7 @@ class JinaV5(Family):
         lora = None
         adapters = path / "adapters"
         if adapters.is_dir():
+            check_no_stray_adapters(adapters, {t: adapters / t for t in names}, where="config.json's task_names")
             lora = read_peft_folders({t: adapters / t for t in names}, _strip)
             check_lora(lora, weights, where=path)
         prompts, role = _prompts(path)
@@ -247,8 +249,17 @@ class JinaV5(Family):
                 **{k: getattr(cfg, k) for k in variant.config_keys if getattr(cfg, k, None) is not None},
                 "rope_theta": float(spec.rope_theta)}
 
+    def attention(self, bundle: Bundle, part: str) -> dict | None:
+        """small: causal GQA (GroupQueryAttention, its q/k norms kept as ops); nano: bidirectional MHA."""
+        variant = variant_of(bundle.config, bundle.path)
+        c = native_config(bundle.config, variant)
+        heads, kv = c.num_attention_heads, c.num_key_value_heads or c.num_attention_heads
+        head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
+        small = variant.size == "small"
+        return {"kind": "gqa" if small else "mha", "heads": heads, "kv_heads": kv, "head_dim": head_dim,
+                "causal": small}
+
     def backbone(self, bundle: Bundle, weights: dict[str, torch.Tensor], rope_theta: float | None = None) -> torch.nn.Module:
         variant = variant_of(bundle.config, bundle.path)
-        model = variant.backbone(native_config(bundle.config, variant, rope_theta))
-        model.load_state_dict(weights, strict=True)
-        return model.float().eval()
+        cfg = native_config(bundle.config, variant, rope_theta)
+        return build_backbone(lambda: variant.backbone(cfg), weights)

@@ -15,6 +15,7 @@ import torch
 
 from embcc.core.errors import EmbccError
 from embcc.core.lora import LoraSet, LoraWeights
+from embcc.core.weights import shape_of
 
 ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
 UNSAFE_ADAPTER_WEIGHTS = ("adapter_model.bin",)
@@ -95,16 +96,30 @@ def peft_modules(
 def check_lora(lora: LoraSet, weights: dict[str, torch.Tensor], *, where: Path) -> None:
     """Adapters must sit on modules the model has, with shapes that fit the base weight."""
     for module, w in lora.modules.items():
-        base = weights.get(f"{module}.weight")
-        if base is None:
+        if f"{module}.weight" not in weights:
             raise EmbccError(f"{where}: adapter for {module}, which the model does not have", "the adapters belong to another model")
-        if w.kind == "linear":
-            fits = w.A.shape[2] == base.shape[1] and w.B.shape[1] == base.shape[0] and w.A.shape[1] == w.B.shape[2]
+        base = shape_of(weights, f"{module}.weight")  # the shape only: LazyWeights reads no data for it
+        if w.A.ndim != 3 or w.B.ndim != 3 or len(base) != 2:
+            fits = False
+        elif w.kind == "linear":
+            fits = w.A.shape[2] == base[1] and w.B.shape[1] == base[0] and w.A.shape[1] == w.B.shape[2]
         else:
-            fits = w.A.shape[1] == base.shape[0] and w.B.shape[2] == base.shape[1] and w.A.shape[2] == w.B.shape[1]
+            fits = w.A.shape[1] == base[0] and w.B.shape[2] == base[1] and w.A.shape[2] == w.B.shape[1]
         if not fits:
             raise EmbccError(
                 f"{where}: adapter of {module} has shapes {list(w.A.shape)}/{list(w.B.shape)} that do not fit "
-                f"weight {list(base.shape)}",
+                f"weight {list(base)}",
                 "the adapters were trained for a different base model",
             )
+
+
+def check_no_stray_adapters(root: Path, folders: dict[str, Path], *, where: str) -> None:
+    """Refuse an adapter folder (a directory under `root` holding adapter_config.json) for a task that config.json
+    does not name: exporting without it would silently drop a task the checkpoint ships."""
+    if not root.is_dir():
+        return
+    known = {f.resolve() for f in folders.values()}
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and (p / ADAPTER_CONFIG).is_file()):
+        if d.resolve() not in known:
+            raise EmbccError(f"{d} holds an adapter for task {d.name!r}, which {where} does not name",
+                             f"add the task to {where}, or remove the folder")

@@ -7,7 +7,9 @@ and builds the model as its users run it in PyTorch, from the checkpoint's own f
   (the original layout is converted to the -hf form in a scratch directory first: `jina_v3.convert_original`);
 - jina-embeddings-v5-text small / nano (base with `adapters/`, or pre-merged): Qwen3Model / EuroBertModel +
   PEFT adapters, unmerged;
-- jina-embeddings-v2 (JinaBERT, which no maintained library has): an independent float64 re-implementation.
+- jina-embeddings-v2 (JinaBERT, which no maintained library has): an independent float64 re-implementation;
+- jina-clip-v2: the text tower as v3's original layout (transformers + PEFT, its adapter always on), the image
+  tower through clip_vision (Jina's EVA02 forward written from the published code; `encode_images`).
 
 This package imports nothing from embcc but `embcc.core.errors`: not the families, export, runtimes,
 calibration, pipeline, verify or modelspec modules. It prefixes, tokenises, pools and normalises on its own.
@@ -79,6 +81,10 @@ def detect(checkpoint: str | Path) -> tuple[str, str]:
     if not isinstance(config, dict):
         raise EmbccError(f"{ckpt}/config.json is not a JSON object", "repair or re-download it")
     kind = config.get("model_type")
+    if "JinaEmbeddingsV4Model" in (config.get("architectures") or []):
+        return "jina-v4", "base"
+    if "JinaCLIPModel" in (config.get("architectures") or []) or kind == "jina_clip":
+        return "jina-clip-v2", "original"
     if kind == "jina_embeddings_v3":
         return "jina-v3", "hf"
     if kind == "xlm-roberta" and "lora_adaptations" in config:
@@ -112,6 +118,17 @@ def reference_for(checkpoint: str | Path, *, rope_theta: float | None = None) ->
         from embcc.reference.jina_v5 import V5Reference
 
         return V5Reference(ckpt, config, rope_theta)
+    if family == "jina-v4":
+        if rope_theta is not None:
+            raise EmbccError("the jina-embeddings-v4 reference runs at the checkpoint's own RoPE base",
+                             "export v4 without --rope-theta")
+        from embcc.reference.jina_v4 import JinaV4Reference
+
+        return JinaV4Reference(ckpt)
+    if family == "jina-clip-v2":
+        from embcc.reference.jina_clip_v2 import ClipReference
+
+        return ClipReference(ckpt, config, rope_theta)
     if rope_theta is not None:
         raise EmbccError("jina-embeddings-v2 has ALiBi positions, no RoPE theta", "leave out rope_theta")
     from embcc.reference.jina_v2 import V2Reference

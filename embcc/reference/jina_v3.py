@@ -115,20 +115,24 @@ def _copy_range(src, dst, offset: int, count: int) -> None:
         count -= len(chunk)
 
 
-def rewrite_weights(src: Path, dst: Path) -> list[str]:
-    """dst: src's base tensors, `.parametrizations.weight.original` renamed to `.weight`, adapters left out.
+def rewrite_weights(src: Path, dst: Path, rename=None) -> list[str]:
+    """dst: src's base tensors, `.parametrizations.weight.original` renamed to `.weight`, adapters left out;
+    `rename(key)` maps each other key to its name in dst, or to None to leave it out (jina-clip-v2's towers).
 
     Only the header is new; each tensor's bytes are copied unchanged. Returns the adapter tensor names.
     """
     start, header = _header(src)
     meta = header.pop("__metadata__", None)
     adapters = [k for k in header if LORA.match(k)]
-    kept = sorted((k for k in header if k not in adapters), key=lambda k: header[k]["data_offsets"][0])
+    rename = rename or (lambda k: k)
+    kept = sorted((k for k in header if k not in adapters and rename(k) is not None),
+                  key=lambda k: header[k]["data_offsets"][0])
     new: dict = {}
     pos = 0
     for key in kept:
         s, e = header[key]["data_offsets"]
-        name = key[: -len(PARAM)] + ".weight" if key.endswith(PARAM) else key
+        name = rename(key)
+        name = name[: -len(PARAM)] + ".weight" if name.endswith(PARAM) else name
         new[name] = {"dtype": header[key]["dtype"], "shape": header[key]["shape"], "data_offsets": [pos, pos + e - s]}
         pos += e - s
     if meta is not None:

@@ -1,6 +1,6 @@
 """The one Embedder interface every runtime implements.
 
-Preprocessing (runtimes/preprocess.py) is shared; pooling of token states when a graph returns only those,
+Preprocessing (runtimes/preprocess.py) and batching (runtimes/batching.py) are shared; pooling of token states when a graph returns only those,
 Matryoshka truncation and L2 normalisation live here, once, so every artifact runtime does them the same way.
 """
 
@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from embcc.core.errors import EmbccError
 from embcc.core.spec import ModelSpec, Task
-from embcc.runtimes.preprocess import Preprocessor, batches, texts_list
+from embcc.runtimes.batching import plan_batches
+from embcc.runtimes.preprocess import Preprocessor, texts_list
 
 
 def pool_numpy(states: np.ndarray, mask: np.ndarray, pooling: str) -> np.ndarray:
@@ -58,20 +60,85 @@ class Embedder(ABC):
 
     def encode(
         self, texts: Iterable[str], task: str | None = None, dim: int | None = None, batch_size: int = 16,
-        role: str | None = None,
-    ) -> np.ndarray:
+        role: str | None = None, vectors: str = "single",
+    ) -> np.ndarray | list[np.ndarray]:
+        """Single vectors: float32 [N, dim], L2-normalised (Matryoshka `dim`). vectors="multi" (models with a
+        multi-vector head, jina-embeddings-v4): a list of float32 [n_tokens_i, D] arrays, padding removed."""
+        if self.spec.part == "vision":
+            raise EmbccError("this artifact is an image tower: it embeds images, not texts",
+                             "call encode_images(), or open the text part (text/ or combined/)")
+        if vectors not in ("single", "multi"):
+            raise EmbccError(f"unknown vectors={vectors!r}", "choose 'single' or 'multi'")
+        if vectors == "multi" and not self.spec.multi_vector_dim:
+            raise EmbccError(f"{self.spec.family} has no multi-vector output", "use vectors='single'")
+        if vectors == "multi" and dim is not None:
+            raise EmbccError("Matryoshka truncation applies to single vectors", "leave out dim with vectors='multi'")
         texts = texts_list(texts)
         dim = self.spec.check_dim(dim)
         if len(texts) == 0:
-            return np.zeros((0, dim), dtype=np.float32)
+            return [] if vectors == "multi" else np.zeros((0, dim), dtype=np.float32)
         ids = self.token_ids(texts, task, role)
         t = self.spec.task_by_name(task)
+        task_id = t.id if t else None
+        multi: list = [None] * len(ids)
+        single: np.ndarray | None = None
+        for group in plan_batches([max(2, len(x)) for x in ids], batch_size, self.attention_kind()):
+            input_ids, mask = self.batch([ids[i] for i in group])
+            if vectors == "multi":
+                out = np.asarray(self._embed_multi(input_ids, mask, task_id), dtype=np.float32)
+                for i, m, k in zip(group, out, mask):
+                    multi[i] = m[: int(k.sum())]
+            else:
+                out = np.asarray(self._embed(input_ids, mask, task_id), dtype=np.float64)
+                if single is None:
+                    single = np.zeros((len(ids), out.shape[1]), dtype=np.float64)
+                single[group] = out
+        if vectors == "multi":
+            return multi
+        assert single is not None
+        return normalize(single[:, :dim])
+
+    def attention_kind(self) -> str | None:
+        """How the runtime's attention batches best (embcc.runtimes.batching): None for the attention-budget
+        packing every runtime can take; ONNX graphs with fused attention say their kind."""
+        return None
+
+    def _embed_multi(self, input_ids: np.ndarray, attention_mask: np.ndarray, task_id: int | None) -> np.ndarray:
+        raise EmbccError(f"the {self.runtime} runtime has no multi-vector output", "use vectors='single'")
+
+    def encode_images(self, images: Iterable, dim: int | None = None, batch_size: int = 8) -> np.ndarray:
+        """float32 [N, dim] L2-normalised image embeddings: paths, PIL images or uint8 arrays, preprocessed by the
+        one image step every runtime and the reference share (embcc.core.images)."""
+        from embcc.core.images import load_images, preprocess
+
+        if self.spec.part not in ("vision", "combined") or not self.spec.image:
+            raise EmbccError(f"this {self.spec.family} artifact embeds texts only (part {self.spec.part!r})",
+                             "open the vision part (vision/ or combined/) of a model with an image tower")
+        if isinstance(images, str | bytes):
+            raise EmbccError("encode_images() takes a list of images, not one", "wrap the image in a list")
+        dim = self.spec.check_dim(dim)
+        items = list(images)
+        if not items:
+            return np.zeros((0, dim), dtype=np.float32)
         out = []
-        for group in batches(ids, batch_size):
-            input_ids, mask = self.batch(group)
-            out.append(np.asarray(self._embed(input_ids, mask, t.id if t else None), dtype=np.float64))
+        for start in range(0, len(items), batch_size):
+            pixels = preprocess(load_images(items[start:start + batch_size]), self.spec.image)
+            out.append(np.asarray(self._embed_images(pixels), dtype=np.float64))
         return normalize(np.concatenate(out)[:, :dim])
+
+    def _embed_images(self, pixel_values: np.ndarray) -> np.ndarray:
+        raise EmbccError(f"the {self.runtime} runtime runs no image tower", "open the artifact with onnxruntime")
 
     @abstractmethod
     def _embed(self, input_ids: np.ndarray, attention_mask: np.ndarray, task_id: int | None) -> np.ndarray:
         """Pooled sentence vectors [B, H] (normalised or not) for one padded batch."""
+
+
+def maxsim(queries: list[np.ndarray], documents: list[np.ndarray]) -> np.ndarray:
+    """Late-interaction scores [Q, D]: for each query token its best-matching document token, summed (ColBERT's
+    MaxSim, as jina-embeddings-v4's multi-vectors are scored)."""
+    out = np.zeros((len(queries), len(documents)), dtype=np.float64)
+    for i, q in enumerate(queries):
+        for j, d in enumerate(documents):
+            out[i, j] = (q.astype(np.float64) @ d.astype(np.float64).T).max(axis=1).sum() if len(d) else 0.0
+    return out

@@ -11,7 +11,28 @@ import sys
 from pathlib import Path
 
 
+def _tie_to_parent() -> None:
+    """Ctrl-C reaches the whole process group: the parent handles it (it kills this child and cleans up), so
+    the child ignores SIGINT rather than dying with a traceback the parent would misreport as a crash. And a
+    parent killed outright (SIGKILL) takes this child with it (Linux PR_SET_PDEATHSIG), so no orphan keeps
+    writing into a staging directory the next run removes."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import os
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):
+            return
+        if os.getppid() == 1:  # the parent died before the prctl took effect
+            sys.exit(1)
+
+
 def main() -> int:
+    _tie_to_parent()
     task = sys.argv[1]
     payload = json.loads(sys.stdin.read())
     from embcc.core.errors import EmbccError

@@ -1,6 +1,6 @@
 """The one preprocessing step every runtime and calibration share: prefix (task and role), tokenise with the
-artifact's own tokenizer.json, truncate as the HF tokenizer does (special tokens kept), pad, and group into
-batches within an attention budget.
+artifact's own tokenizer.json, truncate as the HF tokenizer does (special tokens kept), and pad (batching:
+embcc.runtimes.batching).
 
 Special tokens come from the tokenizer files themselves: the pad token named by tokenizer_config.json /
 special_tokens_map.json (else tokenizer.json's padding setting), BOS/EOS from what the post-processor adds.
@@ -17,8 +17,6 @@ from tokenizers import Tokenizer
 
 from embcc.core.errors import EmbccError
 from embcc.core.spec import ModelSpec, Task
-
-ATTENTION_BUDGET = 2 * 4096 * 4096  # batch x longest^2: bounds the attention matrices a padded batch holds
 
 
 def texts_list(texts: Iterable[str] | str) -> list[str]:
@@ -102,20 +100,3 @@ class Preprocessor:
             input_ids[i, : len(row)] = row
             mask[i, : len(row)] = 1
         return input_ids, mask
-
-
-def batches(ids: list[list[int]], batch_size: int) -> list[list[list[int]]]:
-    """Consecutive texts, in input order, at most `batch_size` per batch and within the attention budget."""
-    out: list[list[list[int]]] = []
-    cur: list[list[int]] = []
-    longest = 0
-    for row in ids:
-        n = max(longest, len(row))
-        if cur and (len(cur) >= batch_size or (len(cur) + 1) * n * n > ATTENTION_BUDGET):
-            out.append(cur)
-            cur, n = [], len(row)
-        cur.append(row)
-        longest = n
-    if cur:
-        out.append(cur)
-    return out
