@@ -37,6 +37,7 @@ WEIGHTS = "model.onnx_data"  # one weight file for both forms of a fused export
 ATTENTION_REPORT = "attention.json"
 ALIAS = "last_hidden_state"
 TOKEN_STATES = "text_embeds"  # the text graphs' token states, output 0 (Jina's contract)
+GRAPH_OUTPUTS = [TOKEN_STATES, "sentence_embedding", ALIAS]  # a text graph's outputs as clients see them
 PRECISIONS = ("fp32", "fp16", "int8")
 
 PRECISION = Option("precision", "--precision", "fp32 (default) | fp16 | int8", PRECISIONS)
