@@ -153,7 +153,13 @@ def plots(report: dict, root: Path, stem: str) -> tuple[dict[str, list[tuple[str
         import matplotlib  # noqa: F401
     except ImportError as e:
         return {}, f"no plots: matplotlib is not installed ({e})"
-    return {name: plot_group(name, rows, root, stem) for name, rows in groups(report).items()}, None
+    out, failed = {}, []
+    for name, rows in groups(report).items():
+        try:  # a plot that cannot be drawn must not cost the verdict: the tables and the reasons still get written
+            out[name] = plot_group(name, rows, root, stem)
+        except Exception as e:  # noqa: BLE001
+            failed.append(f"{name}: {type(e).__name__}: {e}")
+    return out, ("plots not drawn for " + "; ".join(failed)) if failed else None
 
 
 # ---- pages ------------------------------------------------------------------------------------------------
