@@ -34,7 +34,8 @@ def export(checkpoint: str | Path, out: str | Path, *, fmt: str = "onnx", bundle
     "jinaai/jina-embeddings-v3", a commit), recorded in manifest.json and README.md as given."""
     out = Path(out)
     if out.exists():
-        raise EmbccError(f"output {out} already exists", "choose a new --out directory or remove the old one")
+        raise EmbccError(f"output {out} already exists",
+                         f"choose a new {'--out' if cli else 'out'} directory or remove the old one")
     format_ = get_format(fmt)
     bundle = bundle or load(checkpoint)
     plan = resolve(bundle, format_, {k: v for k, v in options.items() if v is not None}, cli=cli)

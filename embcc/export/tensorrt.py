@@ -151,7 +151,8 @@ def resolve_profiles(profiles: list[Profile], max_length: int, flag: str = "--pr
         seq = p.seq or (1, min(128, max_length), max_length)
         if seq[2] > max_length:
             raise EmbccError(f"{flag} seq max {seq[2]} is beyond the artifact's max length {max_length}",
-                             f"lower it to {max_length} or less, or export with a larger --max-length")
+                             f"lower it to {max_length} or less, or export with a larger "
+                             f"{'--max-length' if flag.startswith('--') else 'max_length'}")
         out.append(Profile(p.batch or DEFAULT_BATCH, seq))
     return out
 
