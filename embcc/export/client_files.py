@@ -214,7 +214,7 @@ def _io_table(io: dict) -> list[str]:
 
 def _readme(where: Path, spec: ModelSpec, graphs: list[str], io: dict | None, config: dict | None, st: bool,
             copied: list[str], source: dict) -> str:
-    task = spec.task_by_name(None) if spec.tasks else None
+    task = spec.task_by_name(None) if spec.tasks and spec.lora != "keep" else None
     what = "every task (adapters kept, chosen per call)" if spec.lora == "keep" else (
         f"task `{task.name}`" + (" (adapter merged)" if spec.lora == "merge" else "") if task else "no tasks")
     fmt = "ONNX" if graphs else "GGUF"
