@@ -259,7 +259,7 @@ def _onnx_clients(where: Path, spec: ModelSpec, graphs: list[str], io: dict, con
         L.append(f"- `{g}`: " + ("what ONNX Runtime runs on CPU (it may hold com.microsoft contrib ops)."
                                  if g == "model.onnx" else "standard ONNX ops only (TensorRT and other consumers)."))
     L += [""] + _io_table(io) + [""]
-    prefix = spec.task_by_name(None).prefix_for(spec.role) if spec.tasks else ""
+    prefix = spec.task_by_name(None).prefix_for(spec.role) if spec.tasks and spec.lora != "keep" else ""
     feed = '"input_ids": ids, "attention_mask": mask' + (', "task_id": np.array(TASK_ID)' if "task_id" in io["inputs"] else "")
     L += ["## Clients", "", "ONNX Runtime:", "", "```python", "import numpy as np, onnxruntime as ort",
           "from tokenizers import Tokenizer", 'tok = Tokenizer.from_file("tokenizer.json")',
