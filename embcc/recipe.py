@@ -44,6 +44,7 @@ FIXTURES_DIR = "fixtures"
 DEFAULT_OUT = "embcc-recipe"
 DEFAULT_NUM_CPUS = 1.0
 DEFAULT_MEMORY = 2 << 30  # bytes a Ray task declares unless the entry says otherwise
+LOCAL_OBJECT_STORE = 256 << 20  # --ray's own local Ray: only results (small dicts) go through the object store
 
 TOP_KEYS = ("out", "checkpoints", "defaults", "build")
 CHECKPOINT_KEYS = ("path", "fixture", "size", "layout", "seed")
@@ -468,7 +469,7 @@ def _run_ray(jobs: list[Job], out: Path, address: str | None) -> list[dict]:
             os.environ["PYTHONPATH"] = os.pathsep.join(x for x in (root, saved) if x)
             try:
                 ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, _node_ip_address="127.0.0.1",
-                         log_to_driver=False)
+                         object_store_memory=LOCAL_OBJECT_STORE, log_to_driver=False)
             finally:
                 if saved is None:
                     os.environ.pop("PYTHONPATH", None)
@@ -486,6 +487,7 @@ def _run_ray(jobs: list[Job], out: Path, address: str | None) -> list[dict]:
             if short:
                 results[i] = {**_error_row(job, out), "reason": f"the Ray cluster cannot run it ({'; '.join(short)}); "
                               "lower num_cpus / memory in the recipe or add nodes"}
+                print(f"{job.name}: not run: {results[i]['reason']}", flush=True)
                 continue
             ref = remote.options(num_cpus=job.num_cpus, memory=job.memory, max_retries=0,
                                  name=f"embcc:{job.name}").remote(job, out)

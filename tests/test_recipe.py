@@ -89,13 +89,15 @@ def test_a_changed_file_is_rebuilt(built: Path) -> None:
     out = built.parent / "out"
     readme = out / NAMES[1] / "retrieval.query" / "README.md"
     readme.write_text(readme.read_text() + "tampered\n")
+    half = out / "v3" / f".{Path(NAMES[1]).name}.dead.tmp"  # what a killed export leaves: redone, then removed
+    (half / "retrieval.query").mkdir(parents=True)
     assert main(["build", str(built)]) == 0
     summary, _ = _summary(out)
     rows = {r["artifact"]: r for r in summary["artifacts"]}
     assert rows[NAMES[0]]["action"] == "up to date"
     assert rows[NAMES[1]]["action"].startswith("rebuilt (") and "sha256" in rows[NAMES[1]]["action"]
     assert rows[NAMES[1]]["status"] == "PASS"
-    assert "tampered" not in readme.read_text()
+    assert "tampered" not in readme.read_text() and not half.exists()
 
 
 def test_a_missed_bar_fails_with_exit_1(built: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -176,13 +178,17 @@ def test_ray_fan_out(tmp_path: Path) -> None:
     recipe = tmp_path / "ray.toml"
     recipe.write_text(RECIPE.format(extra='num_cpus = 1\nmemory = "256MiB"').replace('"onnx", "gguf"', '"gguf"')
                       .replace('precisions = ["fp32"]\n', ""))
+    recipe.write_text(recipe.read_text() + '\n[[build]]\ncheckpoints = ["v3"]\nformats = ["gguf"]\n'
+                      'lora = "keep"\nmemory = "500TiB"\n')  # more than any node has: ERROR, not a hang
     ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", object_store_memory=80 << 20,
              log_to_driver=False, configure_logging=False)
     try:
-        assert main(["build", str(recipe), "--ray"]) == 0
+        assert main(["build", str(recipe), "--ray"]) == 1
     finally:
         ray.shutdown()
     summary, suite = _summary(tmp_path / "out")
-    assert summary["runner"] == "ray" and summary["passed"]
-    assert [(r["artifact"], r["status"], r["action"]) for r in summary["artifacts"]] == [(NAMES[1], "PASS", "built")]
-    assert suite.get("tests") == "1"
+    assert summary["runner"] == "ray" and not summary["passed"]
+    rows = [(r["artifact"], r["status"], r["action"]) for r in summary["artifacts"]]
+    assert rows == [(NAMES[1], "PASS", "built"), ("v3/gguf-f32-keep", "ERROR", "")]
+    assert "cannot run it" in summary["artifacts"][1]["reason"]
+    assert suite.get("tests") == "2" and suite.get("errors") == "1"
