@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from embcc.core import progress
 from embcc.core.spec import ModelSpec
 from embcc.export.torch_embedder import TorchEmbedder
 from embcc.families import load
@@ -104,7 +105,8 @@ def bench(artifact: str | Path, reference: str | Path, *, threads: int | None = 
                "gemm_gflops": gemm,
                "machine": platform.processor() or platform.machine(), "torch": torch.__version__, "regimes": {}}
     graph = ref.graph(task_id)
-    for name, (batch, length) in REGIMES.items():
+    for n, (name, (batch, length)) in enumerate(REGIMES.items(), 1):
+        progress.step(f"bench {name}: batch {batch} x {length} tokens", n, len(REGIMES))
         ids = rng.integers(5, min(vocab, 30000), size=(batch, length)).astype(np.int64)
         mask = np.ones_like(ids)
         t_art = _time(lambda ids=ids, mask=mask: embedder._embed(ids, mask, task_id), seconds)

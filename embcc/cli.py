@@ -73,11 +73,16 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--reference", type=Path, required=True, help="the checkpoint directory")
 
     b = sub.add_parser("build", help="export (LoRA merged and kept) and verify; a built-in v3 fixture by default")
-    b.add_argument("checkpoint", type=Path, nargs="?", default=None, help="the checkpoint directory (default: a "
-                   "built-in tiny v3 fixture)")
-    b.add_argument("--out", type=Path, default=Path("embcc-build"), help="output directory (default embcc-build)")
+    b.add_argument("checkpoint", type=Path, nargs="?", default=None,
+                   help="a checkpoint directory, or a RECIPE.toml (a matrix of artifacts: docs/recipe.md); "
+                   "default: a built-in tiny v3 fixture")
+    b.add_argument("--out", type=Path, default=None, help="output directory (default: embcc-build, or the recipe's `out`)")
     b.add_argument("--rope-theta", type=float, default=None, help="RoPE base (default: the checkpoint's)")
     b.add_argument("--max-length", type=int, default=None, help="truncation length recorded in the artifacts")
+    b.add_argument("--ray", action="store_true", help="recipe: one Ray task per artifact on a local Ray")
+    b.add_argument("--ray-address", default=None, help="recipe: run the artifacts on the Ray cluster at ADDR")
+    for q in (e, v, b):
+        q.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
 
     k = sub.add_parser("package", help="lay an artifact out for a serving stack (triton: a model repository)")
     k.add_argument("artifact", type=Path, help="the artifact directory (what export wrote)")
@@ -124,9 +129,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if main_thread and previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if getattr(args, "quiet", False):  # --quiet lasts one command (main may be called again in-process)
+            from embcc.core import progress
+
+            progress.configure(None)
 
 
 def _run(args: argparse.Namespace) -> int:
+    if getattr(args, "quiet", False):
+        from embcc.core import progress
+
+        progress.configure(False)
     if args.command == "fixture":
         from embcc.fixtures import write_fixture
 
@@ -151,7 +164,20 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "build":
         from embcc.build import build
 
-        return 0 if build(args.checkpoint, args.out, rope_theta=args.rope_theta, max_length=args.max_length) else 1
+        if args.checkpoint is not None and (args.checkpoint.is_file() or args.checkpoint.suffix == ".toml"):
+            from embcc.recipe import run_recipe
+
+            for flag, value in (("--rope-theta", args.rope_theta), ("--max-length", args.max_length)):
+                if value is not None:
+                    raise EmbccError(f"{flag} does not apply to a recipe", f"set {flag[2:].replace('-', '_')} in "
+                                     "the recipe's [[build]] entries (docs/recipe.md)")
+            summary = run_recipe(args.checkpoint, out=args.out, ray=args.ray, ray_address=args.ray_address)
+            return 0 if summary["passed"] else 1
+        if args.ray or args.ray_address:
+            raise EmbccError("--ray applies to a RECIPE.toml, not a checkpoint directory",
+                             "write a recipe (docs/recipe.md), or leave out --ray")
+        out = args.out or Path("embcc-build")
+        return 0 if build(args.checkpoint, out, rope_theta=args.rope_theta, max_length=args.max_length) else 1
     if args.command == "package":
         from embcc.package import package
 

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from embcc.core import progress
 from embcc.core.adapted import adapt
 from embcc.core.bundle import Bundle
 from embcc.core.errors import EmbccError
@@ -40,7 +41,8 @@ def export(checkpoint: str | Path, out: str | Path, *, fmt: str = "onnx", bundle
     bundle = bundle or load(checkpoint)
     plan = resolve(bundle, format_, {k: v for k, v in options.items() if v is not None}, cli=cli)
     with staged_dir(out) as tmp:
-        for subdir, task, part in plan.units:
+        for i, (subdir, task, part) in enumerate(plan.units, 1):
+            progress.step(f"exporting {out.name}/{subdir or '.'} ({format_.name})", i, len(plan.units))
             where = tmp / subdir if subdir else tmp
             where.mkdir(parents=True, exist_ok=True)
             for f in [*bundle.tokenizer_files, *bundle.files]:
@@ -50,6 +52,7 @@ def export(checkpoint: str | Path, out: str | Path, *, fmt: str = "onnx", bundle
             spec = format_.write(adapted, where, plan)
             (where / SPEC_FILE).write_text(spec.to_json())
         named = {"name": source, "revision": revision}
+        progress.step(f"writing client files and {out.name}/manifest.json")
         write_client_files(tmp, bundle, plan, source=named)
         write_manifest(tmp, source_sha256=bundle.source_sha256, options=recorded(bundle, format_, plan), source=named)
     return out

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from embcc import __version__
+from embcc.core import progress
 from embcc.core.bundle import Bundle
 from embcc.core.errors import EmbccError
 from embcc.core.files import hash_tree
@@ -130,7 +131,9 @@ def parity(artifact: Embedder, reference, *, tasks: list[str | None], bar: dict,
     """One row per task: `artifact` (its own preprocessing, default role) against `reference` (its own)."""
     texts = PROBES if texts is None else texts
     rows = []
-    for task in tasks:
+    for n, task in enumerate(tasks, 1):
+        progress.step(f"verifying {name}{f' [{graph}]' if graph else ''}: {len(texts)} probes, task {task or '-'}",
+                      n, len(tasks))
         ref = reference.encode(texts, task=task, role=reference_role, max_length=max_length)
         got = artifact.encode(texts, task=task, role=role)
         m = compare(ref, got, bar)
