@@ -9,6 +9,7 @@ special_tokens_map.json (else tokenizer.json's padding setting), BOS/EOS from wh
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -20,14 +21,21 @@ from embcc.core.spec import ModelSpec, Task
 
 
 def texts_list(texts: Iterable[str] | str) -> list[str]:
-    """A list of texts from any iterable (a generator included); one bare string is refused."""
+    """A list of texts from any iterable (a generator included); one bare string is refused. A lone surrogate
+    (a str that is not valid Unicode text, e.g. from surrogateescape decoding) becomes U+FFFD, as UTF-8 encoders
+    replace it, in every runtime alike (the tokenizers and llama.cpp take UTF-8)."""
     if isinstance(texts, str | bytes):
         raise EmbccError("encode() takes a list (or any iterable) of texts, not one string", "wrap the text in a list")
     out = list(texts)
     for i, t in enumerate(out):
         if not isinstance(t, str):
             raise EmbccError(f"text {i} is a {type(t).__name__}, not a str", "pass strings only")
+        if _SURROGATE.search(t):
+            out[i] = _SURROGATE.sub("\ufffd", t)
     return out
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _named_token(tokenizer_dir: Path, role: str) -> str | None:
