@@ -1,4 +1,4 @@
-"""`embcc build RECIPE.toml` (embcc/recipe.py): a 2-artifact matrix on the tiny v3 fixture (ONNX fp32 and GGUF f32,
+"""`embcc build RECIPE.toml` (embcc/recipe/): a 2-artifact matrix on the tiny v3 fixture (ONNX fp32 and GGUF f32,
 one task merged), its summary files, resuming, failures, recipe mistakes and the Ray fan-out."""
 
 from __future__ import annotations

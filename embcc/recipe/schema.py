@@ -1,50 +1,30 @@
-"""`embcc build RECIPE.toml`: a matrix of artifacts (checkpoints x formats x precisions x LoRA modes x tasks), each
-exported and verified, with one summary (table, summary.json, summary.junit.xml). Schema: docs/recipe.md.
-
-Three phases:
-1. parse and check the recipe (stdlib tomllib) without touching the disk: unknown keys, formats, precisions,
-   option types, missing checkpoints; then write the fixture checkpoints and check every artifact's export
-   options against its checkpoint (export.options.resolve). Any mistake: one EmbccError line (CLI exit 2) and
-   nothing this run wrote is left on disk.
-2. run every artifact, in this process or as one Ray task each (`ray=True` / an address): an artifact whose
-   directory exists with a manifest that matches the entry (checkpoint sha256, recorded options, embcc version,
-   every file's sha256) and a parity.json for that checkpoint is "up to date" and not rebuilt; one whose files or
-   inputs differ is removed and rebuilt. Half-written exports never appear at the artifact's path (staged_dir).
-3. summary: PASS / FAIL (a parity bar missed) / ERROR (export or verify raised), exit 1 unless all PASS.
-"""
+"""A recipe's schema (docs/recipe.md): read and check a RECIPE.toml into its checkpoints and jobs (phase 1:
+parse without touching the disk, then `prepare` writes the fixture checkpoints and checks every artifact's export
+options against its checkpoint)."""
 
 from __future__ import annotations
 
 import difflib
 import json
-import os
 import re
 import shutil
-import time
 import tomllib
-import xml.etree.ElementTree as ET
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embcc import __version__
 from embcc.core import progress
 from embcc.core.errors import EmbccError
-from embcc.core.files import hash_tree, sha256_file, write_atomic
 from embcc.export import FORMATS, get_format
-from embcc.export.artifact import MANIFEST, PARITY
 from embcc.export.gguf_tensors import GGUF_TYPES
-from embcc.export.options import COMMON, LORA_MODES, recorded, resolve
+from embcc.export.options import COMMON, LORA_MODES, resolve
 from embcc.families import load
 from embcc.fixtures import fixture_names, write_fixture
 
-SUMMARY_JSON = "summary.json"
-SUMMARY_JUNIT = "summary.junit.xml"
 FIXTURES_DIR = "fixtures"
 DEFAULT_OUT = "embcc-recipe"
 DEFAULT_NUM_CPUS = 1.0
 DEFAULT_MEMORY = 2 << 30  # bytes a Ray task declares unless the entry says otherwise
-LOCAL_OBJECT_STORE = 256 << 20  # --ray's own local Ray: only results (small dicts) go through the object store
 
 TOP_KEYS = ("out", "checkpoints", "defaults", "build")
 CHECKPOINT_KEYS = ("path", "fixture", "size", "layout", "seed")
@@ -329,268 +309,3 @@ def prepare(recipe: Recipe) -> None:
                 elif p.exists():
                     p.unlink()
         raise
-
-
-# ---------------------------------------------------------------- one artifact
-
-
-def _stale(where: Path, job: Job, bundle: Any) -> str | None:
-    """None when the artifact at `where` was built from these inputs and its files are intact; else why not."""
-    f = where / MANIFEST
-    if not f.is_file():
-        return f"no {MANIFEST}"
-    try:
-        manifest = json.loads(f.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return f"{MANIFEST} is damaged"
-    if manifest.get("source_sha256") != bundle.source_sha256:
-        return "the checkpoint changed"
-    if manifest.get("embcc_version") != __version__:
-        return f"built by embcc {manifest.get('embcc_version')}"
-    fmt = get_format(job.fmt)
-    want = json.loads(json.dumps(recorded(bundle, fmt, resolve(bundle, fmt, job.options)), default=str))
-    if manifest.get("options") != want:
-        changed = sorted(k for k in set(want) | set(manifest.get("options") or {})
-                         if want.get(k) != (manifest.get("options") or {}).get(k))
-        return f"options changed ({', '.join(changed)})"
-    for rel, sha in sorted((manifest.get("files") or {}).items()):
-        p = where / rel
-        if not p.is_file():
-            return f"{rel} is missing"
-        if sha256_file(p) != sha:
-            return f"{rel} does not match its sha256"
-    if not manifest.get("files"):
-        return f"{MANIFEST} lists no files"
-    return None
-
-
-def _parity(where: Path, job: Job) -> dict | None:
-    f = where / PARITY
-    if not f.is_file():
-        return None
-    try:
-        report = json.loads(f.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    if report.get("embcc_version") != __version__ or report.get("reference_sha256") != hash_tree(job.checkpoint_path):
-        return None
-    return report if isinstance(report.get("results"), list) else None
-
-
-def _bar_text(report: dict, job: Job) -> str:
-    bars = [r.get("bar") or {} for r in report.get("results", [])]
-    bar = next((b for b in bars if b), {})
-    parts = [f"{k}{'<=' if k == 'max_abs_diff' else '>='}{v:g}" for k, v in bar.items()]
-    if job.min_cosine is not None:
-        parts.append(f"min_cosine>={job.min_cosine:g} (recipe)")
-    return ", ".join(parts) or "reported, not gated"
-
-
-def _verdict(report: dict, job: Job) -> tuple[str, str]:
-    rows = report.get("results", [])
-    reasons = []
-    for r in rows:
-        if not r.get("passed"):
-            label = " ".join(x for x in (r.get("artifact"), r.get("graph"), r.get("task")) if x and x != ".")
-            reasons.append(f"{label or job.name}: missed {', '.join(r.get('failed') or ['the bar'])} "
-                           f"(min cosine {r['min_cosine']:.7f}, max |d| {r['max_abs_diff']:.2e})")
-        elif job.min_cosine is not None and r["min_cosine"] < job.min_cosine:
-            label = " ".join(x for x in (r.get("artifact"), r.get("graph"), r.get("task")) if x and x != ".")
-            reasons.append(f"{label or job.name}: min cosine {r['min_cosine']:.7f} below the recipe's "
-                           f"min_cosine {job.min_cosine:g}")
-    return ("FAIL", "; ".join(reasons)) if reasons or not rows else ("PASS", "")
-
-
-def run_job(job: Job, out: Path) -> dict:
-    """Build (or find up to date) and verify one artifact; never raises for the artifact's own problems."""
-    from embcc.pipeline import export
-    from embcc.verify import verify
-
-    where = Path(out) / job.name
-    start = time.monotonic()
-    result: dict[str, Any] = {"artifact": job.name, "checkpoint": job.checkpoint, "format": job.fmt,
-                              "precision": job.precision, "lora": job.lora, "task": job.task, "path": str(where),
-                              "entry": job.entry, "min_cosine": None, "bar": "", "status": "ERROR", "reason": "",
-                              "action": ""}
-    try:
-        bundle = load(job.checkpoint_path)
-        stale = _stale(where, job, bundle) if where.exists() else "new"
-        report = _parity(where, job) if stale is None else None
-        if stale is None and report is not None:
-            result["action"] = "up to date"
-        else:
-            if stale is None:
-                result["action"] = f"verified ({PARITY} missing)"
-            else:
-                result["action"] = "built" if stale == "new" else f"rebuilt ({stale})"
-                if where.exists():
-                    shutil.rmtree(where)
-                progress.step(f"exporting {job.name}")
-                export(job.checkpoint_path, where, fmt=job.fmt, bundle=bundle, **job.options)
-            progress.step(f"verifying {job.name}")
-            report = verify(where, job.checkpoint_path)
-        rows = report.get("results", [])
-        result["min_cosine"] = min((r["min_cosine"] for r in rows), default=None)
-        result["bar"] = _bar_text(report, job)
-        result["status"], result["reason"] = _verdict(report, job)
-        result["parity"] = str(where / PARITY)
-    except EmbccError as e:
-        result["reason"] = str(e)
-    except Exception as e:  # a bug or an environment problem in one artifact: reported, the others still run
-        result["reason"] = f"{type(e).__name__}: {' '.join(str(e).split())[:500]}"
-    result["seconds"] = round(time.monotonic() - start, 3)
-    return result
-
-
-# ---------------------------------------------------------------- fan-out
-
-
-def _run_local(jobs: list[Job], out: Path) -> list[dict]:
-    results = []
-    for i, job in enumerate(jobs, 1):
-        progress.step(f"artifact {job.name}", i, len(jobs))
-        results.append(run_job(job, out))
-        _print_line(results[-1], i, len(jobs))
-    return results
-
-
-def _run_ray(jobs: list[Job], out: Path, address: str | None) -> list[dict]:
-    try:
-        import ray
-    except ImportError as e:
-        raise EmbccError("--ray needs Ray, which is not installed", "pip install 'embcc[ray]' (ray>=2.40)") from e
-    started = not ray.is_initialized()
-    if started:
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:  # local: workers inherit this environment, so they import this embcc
-            root = str(Path(__file__).resolve().parents[1])
-            saved = os.environ.get("PYTHONPATH")
-            os.environ["PYTHONPATH"] = os.pathsep.join(x for x in (root, saved) if x)
-            try:
-                ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, _node_ip_address="127.0.0.1",
-                         object_store_memory=LOCAL_OBJECT_STORE, log_to_driver=False)
-            finally:
-                if saved is None:
-                    os.environ.pop("PYTHONPATH", None)
-                else:
-                    os.environ["PYTHONPATH"] = saved
-    try:
-        have = ray.cluster_resources()
-        remote = ray.remote(run_job)
-        pending: dict[Any, int] = {}
-        results: list[dict | None] = [None] * len(jobs)
-        for i, job in enumerate(jobs):
-            short = [f"{job.num_cpus:g} CPUs > {have.get('CPU', 0):g}"] if job.num_cpus > have.get("CPU", 0) else []
-            if job.memory > have.get("memory", 0):
-                short.append(f"memory {job.memory:,} > {int(have.get('memory', 0)):,} bytes")
-            if short:
-                results[i] = {**_error_row(job, out), "reason": f"the Ray cluster cannot run it ({'; '.join(short)}); "
-                              "lower num_cpus / memory in the recipe or add nodes"}
-                print(f"{job.name}: not run: {results[i]['reason']}", flush=True)
-                continue
-            ref = remote.options(num_cpus=job.num_cpus, memory=job.memory, max_retries=0,
-                                 name=f"embcc:{job.name}").remote(job, out)
-            pending[ref] = i
-        done = 0
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            i = pending.pop(ready[0])
-            try:
-                results[i] = ray.get(ready[0])
-            except Exception as e:  # the worker died (memory, a signal) or could not import embcc
-                results[i] = {**_error_row(jobs[i], out), "reason": f"Ray task failed: {' '.join(str(e).split())[:500]}"}
-            done += 1
-            _print_line(results[i], done, len(jobs))
-        return [r for r in results if r is not None]
-    finally:
-        if started:
-            ray.shutdown()
-
-
-def _error_row(job: Job, out: Path) -> dict:
-    return {"artifact": job.name, "checkpoint": job.checkpoint, "format": job.fmt, "precision": job.precision,
-            "lora": job.lora, "task": job.task, "path": str(Path(out) / job.name), "entry": job.entry,
-            "min_cosine": None, "bar": "", "status": "ERROR", "reason": "", "action": "", "seconds": 0.0}
-
-
-def _print_line(r: dict, i: int, n: int) -> None:
-    cos = f", min cos {r['min_cosine']:.7f}" if r.get("min_cosine") is not None else ""
-    why = f": {r['reason']}" if r.get("reason") else ""
-    print(f"[{i}/{n}] {r['artifact']}: {r.get('action') or 'not built'}, {r['status']}{cos}{why}", flush=True)
-
-
-# ---------------------------------------------------------------- summary
-
-
-def format_summary(results: list[dict]) -> str:
-    cols = [("artifact", lambda r: r["artifact"]), ("format", lambda r: r["format"]),
-            ("precision", lambda r: r["precision"]), ("task", lambda r: r["task"] or "-"),
-            ("min cosine", lambda r: "-" if r["min_cosine"] is None else f"{r['min_cosine']:.7f}"),
-            ("bar", lambda r: r["bar"] or "-"), ("result", lambda r: r["status"])]
-    table = [[c[0] for c in cols]] + [[c[1](r) for c in cols] for r in results]
-    widths = [max(len(row[j]) for row in table) for j in range(len(cols))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in table]
-    lines.insert(1, "-" * len(lines[0]))
-    counts = {s: sum(r["status"] == s for r in results) for s in ("PASS", "FAIL", "ERROR")}
-    fresh = sum(r.get("action") == "up to date" for r in results)
-    lines.append(f"{len(results)} artifact(s): {counts['PASS']} PASS, {counts['FAIL']} FAIL, {counts['ERROR']} ERROR"
-                 f" ({fresh} up to date)")
-    for r in results:
-        if r["status"] != "PASS":
-            lines.append(f"{r['status']} {r['artifact']}: {r['reason']}")
-    return "\n".join(lines)
-
-
-def junit_xml(results: list[dict], name: str) -> str:
-    suite = ET.Element("testsuite", name=name, tests=str(len(results)),
-                       failures=str(sum(r["status"] == "FAIL" for r in results)),
-                       errors=str(sum(r["status"] == "ERROR" for r in results)), skipped="0",
-                       time=f"{sum(r.get('seconds', 0.0) for r in results):.3f}")
-    for r in results:
-        case = ET.SubElement(suite, "testcase", classname=f"embcc.{r['checkpoint']}", name=r["artifact"],
-                             time=f"{r.get('seconds', 0.0):.3f}")
-        if r["status"] == "FAIL":
-            ET.SubElement(case, "failure", message=r["reason"], type="parity").text = r["reason"]
-        elif r["status"] == "ERROR":
-            ET.SubElement(case, "error", message=r["reason"], type="error").text = r["reason"]
-        cos = "-" if r["min_cosine"] is None else f"{r['min_cosine']:.7f}"
-        ET.SubElement(case, "system-out").text = (f"{r.get('action') or 'not built'}; format {r['format']}, precision "
-                                                  f"{r['precision']}, task {r['task'] or '-'}, min cosine {cos}, bar "
-                                                  f"{r['bar'] or '-'}")
-    root = ET.Element("testsuites")
-    root.append(suite)
-    ET.indent(root)
-    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
-
-
-def run_recipe(recipe_path: str | Path, *, out: str | Path | None = None, ray: bool = False,
-               ray_address: str | None = None) -> dict:
-    """Build, verify and summarise every artifact of the recipe. Returns the summary (also written as
-    summary.json and summary.junit.xml under the out directory); `summary["passed"]` is the verdict. Raises
-    EmbccError, leaving nothing on disk, for a recipe mistake."""
-    recipe = parse(recipe_path, out)
-    prepare(recipe)
-    print(f"recipe {recipe.path.name}: {len(recipe.jobs)} artifact(s) under {recipe.out}", flush=True)
-    if ray or ray_address:
-        results = _run_ray(recipe.jobs, recipe.out, ray_address)
-    else:
-        results = _run_local(recipe.jobs, recipe.out)
-    summary = {"embcc_version": __version__, "recipe": str(recipe.path), "out": str(recipe.out),
-               "runner": "ray" if (ray or ray_address) else "local",
-               "passed": all(r["status"] == "PASS" for r in results),
-               "counts": {s: sum(r["status"] == s for r in results) for s in ("PASS", "FAIL", "ERROR")},
-               "artifacts": results, "jobs": [_job_record(j) for j in recipe.jobs]}
-    recipe.out.mkdir(parents=True, exist_ok=True)
-    write_atomic(recipe.out / SUMMARY_JSON, json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
-    write_atomic(recipe.out / SUMMARY_JUNIT, junit_xml(results, f"embcc build {recipe.path.name}"))
-    print(format_summary(results))
-    print(f"wrote {recipe.out / SUMMARY_JSON} and {recipe.out / SUMMARY_JUNIT}")
-    return summary
-
-
-def _job_record(job: Job) -> dict:
-    record = asdict(job)
-    record["checkpoint_path"] = str(job.checkpoint_path)
-    record["options"] = {k: str(v) if isinstance(v, Path) else v for k, v in job.options.items()}
-    return record
