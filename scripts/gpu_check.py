@@ -109,7 +109,8 @@ def calibration_file(where: Path, n: int) -> Path:
 
 
 def torch_cuda_embedder(bundle, *, half: bool, max_length: int | None, device: str):
-    """The reference module (embcc's adapted torch graph) on `device`, fp32 or fp16, numpy in and out."""
+    """embcc's adapted torch graph on `device`, fp32 or fp16, numpy in and out: the torch side of the speed table
+    and a CUDA fp16 row checked against the reference (never itself the reference)."""
     import torch
 
     from embcc.export.torch_embedder import TorchEmbedder
@@ -137,10 +138,11 @@ def torch_cuda_embedder(bundle, *, half: bool, max_length: int | None, device: s
     return OnDevice()
 
 
-def parity_rows(check: Check, name: str, runtime: str, embedder, ref, tasks, bar: dict, gated: bool) -> None:
+def parity_rows(check: Check, name: str, runtime: str, embedder, ref, tasks, bar: dict, gated: bool,
+                max_length: int) -> None:
     from embcc.verify import parity
 
-    for r in parity(embedder, ref, tasks=tasks, bar=bar, name=name, role=embedder.spec.role):
+    for r in parity(embedder, ref, tasks=tasks, bar=bar, name=name, role=embedder.spec.role, max_length=max_length):
         row = {"family": name, "runtime": runtime, "task": r.task, "min_cosine": r.min_cosine,
                "mean_cosine": r.mean_cosine, "max_abs_diff": r.max_abs_diff, "bar": bar, "passed": r.passed,
                "gated": gated}
@@ -150,10 +152,10 @@ def parity_rows(check: Check, name: str, runtime: str, embedder, ref, tasks, bar
 
 
 def run_parity(check: Check, args, work: Path, calib: Path, caps: dict) -> None:
-    from embcc.export.torch_embedder import TorchEmbedder
     from embcc.families import load
     from embcc.fixtures import write_fixture
     from embcc.pipeline import export
+    from embcc.reference import reference_for
     from embcc.runtimes import open_artifact
 
     for fam in args.families:
@@ -171,20 +173,20 @@ def run_parity(check: Check, args, work: Path, calib: Path, caps: dict) -> None:
         except Exception as e:  # noqa: BLE001
             check.failed(f"{fam}: fixture / fp16 ONNX export", e)
             continue
-        ref = TorchEmbedder(bundle, max_length=args.max_length)
+        ref = reference_for(ck)  # transformers + PEFT (or the float64 JinaBERT) from the checkpoint's files
         tasks = [t.name for t in bundle.spec.tasks] or [None]
         if caps["ort_cuda"]:
             try:
                 parity_rows(check, fam, "onnxruntime-cuda fp16", open_artifact(art, device="cuda",
                                                                                max_length=args.max_length),
-                            ref, tasks, FP16_BAR, True)
+                            ref, tasks, FP16_BAR, True, args.max_length)
             except Exception as e:  # noqa: BLE001
                 check.failed(f"{fam}: onnxruntime-cuda fp16", e)
         else:
             check.skip(f"{fam}: onnxruntime-cuda fp16", caps["ort_cuda_why"])
         try:
             parity_rows(check, fam, "onnxruntime-cpu fp16", open_artifact(art, max_length=args.max_length), ref, tasks,
-                        FP16_BAR, True)
+                        FP16_BAR, True, args.max_length)
         except Exception as e:  # noqa: BLE001
             check.failed(f"{fam}: onnxruntime-cpu fp16", e)
         if caps["cuda"]:
@@ -194,7 +196,7 @@ def run_parity(check: Check, args, work: Path, calib: Path, caps: dict) -> None:
                     emb = torch_cuda_embedder(bundle, half=half, max_length=args.max_length, device="cuda")
                     # fp16 on torch is the CUDA fp16 check where onnxruntime-gpu is missing; fp32 is a sanity row
                     parity_rows(check, fam, label, emb, ref, tasks, FP16_BAR if half else FP32_BAR,
-                                half and not caps["ort_cuda"])
+                                half and not caps["ort_cuda"], args.max_length)
                 except Exception as e:  # noqa: BLE001
                     check.failed(f"{fam}: {label}", e)
         else:
@@ -211,7 +213,7 @@ def run_parity(check: Check, args, work: Path, calib: Path, caps: dict) -> None:
                     from embcc.verify import BARS
 
                     parity_rows(check, fam, label, open_artifact(eng, max_length=args.max_length), ref, tasks,
-                                BARS[precision], True)
+                                BARS[precision], True, args.max_length)
                 except Exception as e:  # noqa: BLE001
                     check.failed(f"{fam}: {label}", e)
         else:

@@ -27,6 +27,7 @@ from embcc.export.tensorrt import (
     default_profiles,
     engine_manifest,
     parse_profiles,
+    portable_onnx,
     resolve_profiles,
     timing_cache_key,
     timing_cache_path,
@@ -73,7 +74,8 @@ def onnx_exports(family_ckpts, calibration_file, tmp_path_factory) -> dict[tuple
             where.mkdir()
             shutil.copyfile(fp32 / "tokenizer.json", where / "tokenizer.json")
             calib = check(precision, spec, file=calibration_file, max_length=64, cache_dir=root / "cache")
-            lower(fp32 / "model.onnx", where, precision=precision, spec=spec, calibration=calib,
+            # from the standard-ops graph, as the TensorRT format lowers (model.onnx holds ORT's fused attention)
+            lower(fp32 / "model.portable.onnx", where, precision=precision, spec=spec, calibration=calib,
                   checkpoint_sha256="test")
             out[fam, precision] = where
     return out
@@ -85,7 +87,7 @@ def onnx_exports(family_ckpts, calibration_file, tmp_path_factory) -> dict[tuple
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_every_family_graph_is_ready_once_prepared(onnx_exports, family, precision, tmp_path):
-    src = onnx_exports[family, precision] / "model.onnx"
+    src = portable_onnx(onnx_exports[family, precision])  # what the TensorRT format reads
     raw = inspect_onnx_for_tensorrt(src)
     assert raw.precision == precision
     if family == "v2":
@@ -114,7 +116,7 @@ def test_every_family_graph_is_ready_once_prepared(onnx_exports, family, precisi
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_onnx_runtime_int8_form_is_not_for_tensorrt(onnx_exports, family):
-    problems = " ".join(check_onnx_for_tensorrt(onnx_exports[family, "int8"] / "model.ort.onnx"))
+    problems = " ".join(check_onnx_for_tensorrt(onnx_exports[family, "int8"] / "model.onnx"))
     assert "MatMulInteger" in problems and "DynamicQuantizeLinear" in problems and "uint8" in problems
 
 
@@ -384,15 +386,16 @@ def test_tensorrt10_fp16_builder_flags_engine_dir_and_runtime(fake_trt, ckpts, c
                  calibration=str(calibration_file), calibration_max_length=64, cache_dir=tmp_path / "cache")
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(["embcc.json", "engine.json", "manifest.json", "model.plan", "model.trt.onnx",
+                            "model.fp16.data",  # model.trt.onnx's weights (external data)
                             "precision.json", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json",
-                            "vocab.txt"])
+                            "vocab.txt", "README.md"])
     head = fake_tensorrt.plan_head(out / "model.plan")
     assert head["network_flags"] == 0  # weakly typed: TensorRT 10's builder flags carry the precision
     assert "FP16" in head["flags"] and "PREFER_PRECISION_CONSTRAINTS" in head["flags"] and "TF32" not in head["flags"]
     assert head["pinned"] >= 1  # the graph's fp32 layers (its outputs' casts at least) stay fp32
     assert head["profiles"] == [{n: [[1, 1], [16, 128], [64, 512]] for n in ("input_ids", "attention_mask")}]
     meta = json.loads((out / ENGINE_META).read_text())
-    assert meta["network"] == "weakly typed, builder flags" and meta["onnx_from"] == "model.onnx"
+    assert meta["network"] == "weakly typed, builder flags" and meta["onnx_from"] == "model.portable.onnx"
     assert {k: meta[k] for k in ENV} == {**ENV}
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["options"]["tensorrt"] == ENV and manifest["options"]["precision"] == "fp16"

@@ -27,6 +27,7 @@ readiness notes). manifest.json records the TensorRT version, GPU and compute ca
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -51,7 +52,7 @@ from embcc.core.trt_env import (
     tensorrt_module,
 )
 from embcc.export.base import Option, Plan
-from embcc.export.onnx import OnnxFormat
+from embcc.export.onnx import ATTENTION_REPORT, OnnxFormat
 
 log = logging.getLogger("embcc.tensorrt")
 
@@ -360,6 +361,9 @@ class TensorRtFormat(OnnxFormat):
                 for data in _external_files(graph) - keep:
                     (where / data).unlink(missing_ok=True)
                 graph.unlink()
+        # the engine and its source graph are standard ops: no fused attention, no ONNX Runtime minimum
+        (where / ATTENTION_REPORT).unlink(missing_ok=True)
+        spec = dataclasses.replace(spec, attention=None, min_onnxruntime=None)
         return spec, prepared, src.name
 
     def write(self, adapted: Adapted, where: Path, plan: Plan) -> ModelSpec:
