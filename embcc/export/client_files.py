@@ -51,7 +51,7 @@ POOLING_WORDS = {"mean": "mean over the attention mask (prefix tokens included)"
 def write_client_files(root: Path, bundle: Bundle, plan: Plan, *, source: dict | None = None) -> None:
     """Client files into every artifact directory of one export staged at `root` (see the module docstring)."""
     source = {"sha256": bundle.source_sha256, **{k: v for k, v in (source or {}).items() if v}}
-    dirs = [root / sub if sub else root for sub, _ in plan.units]
+    dirs = [root / sub if sub else root for sub, *_ in plan.units]
     for where in dirs:
         write_artifact_files(where, ModelSpec.read(where), bundle, source)
     if dirs != [root]:
