@@ -212,9 +212,16 @@ def _io_table(io: dict) -> list[str]:
     return rows
 
 
+def _example_task(spec: ModelSpec):
+    """The artifact's own task; for kept adapters (several tasks, none default) the first, as the README's example."""
+    if not spec.tasks:
+        return None
+    return spec.tasks[0] if spec.lora == "keep" and spec.task is None else spec.task_by_name(None)
+
+
 def _readme(where: Path, spec: ModelSpec, graphs: list[str], io: dict | None, config: dict | None, st: bool,
             copied: list[str], source: dict) -> str:
-    task = spec.task_by_name(None) if spec.tasks else None
+    task = _example_task(spec)
     what = "every task (adapters kept, chosen per call)" if spec.lora == "keep" else (
         f"task `{task.name}`" + (" (adapter merged)" if spec.lora == "merge" else "") if task else "no tasks")
     fmt = "ONNX" if graphs else "GGUF"
@@ -259,7 +266,7 @@ def _onnx_clients(where: Path, spec: ModelSpec, graphs: list[str], io: dict, con
         L.append(f"- `{g}`: " + ("what ONNX Runtime runs on CPU (it may hold com.microsoft contrib ops)."
                                  if g == "model.onnx" else "standard ONNX ops only (TensorRT and other consumers)."))
     L += [""] + _io_table(io) + [""]
-    prefix = spec.task_by_name(None).prefix_for(spec.role) if spec.tasks else ""
+    prefix = t.prefix_for(spec.role) if (t := _example_task(spec)) else ""
     feed = '"input_ids": ids, "attention_mask": mask' + (', "task_id": np.array(TASK_ID)' if "task_id" in io["inputs"] else "")
     L += ["## Clients", "", "ONNX Runtime:", "", "```python", "import numpy as np, onnxruntime as ort",
           "from tokenizers import Tokenizer", 'tok = Tokenizer.from_file("tokenizer.json")',
