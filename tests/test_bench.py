@@ -16,8 +16,14 @@ def _finite_positive(x) -> bool:
     return isinstance(x, float) and math.isfinite(x) and x > 0
 
 
-def test_merged_root_benches_every_task_against_torch_and_plain(ckpts, v3_merge):
-    r = bench(v3_merge, ckpts["v3"], threads=1, seconds=0.01, regimes="short", memory=True)
+@pytest.fixture(scope="module")
+def plain_work(tmp_path_factory):
+    """Plain graphs (one per task) shared by this module's bench calls: the same reference and tasks each time."""
+    return tmp_path_factory.mktemp("plain")
+
+
+def test_merged_root_benches_every_task_against_torch_and_plain(ckpts, v3_merge, plain_work):
+    r = bench(v3_merge, ckpts["v3"], threads=1, seconds=0.01, regimes="short", memory=True, work=plain_work)
     tasks = {d.name for d in v3_merge.iterdir() if (d / "embcc.json").is_file() or (d / "model.onnx").is_file()}
     assert len(tasks) > 1
     assert {row["name"] for row in r["rows"]} == tasks  # every task dir has rows, named
@@ -34,6 +40,25 @@ def test_merged_root_benches_every_task_against_torch_and_plain(ckpts, v3_merge)
     assert all(_finite_positive(v["peak_rss_mb"]) for v in sides.values()), sides
     text = format_bench(r)
     assert all(t in text for t in tasks) and "vs torch" in text and "vs plain" in text
+
+
+def test_kept_adapters_bench_every_task(ckpts, v3_keep, plain_work):
+    r = bench(v3_keep, ckpts["v3"], threads=1, seconds=0.01, memory=False, work=plain_work)
+    tasks = {row["task"] for row in r["rows"]}
+    assert len(tasks) == 5 and {row["name"] for row in r["rows"]} == {"."}
+    assert all(_finite_positive(row["vs_torch"]) and _finite_positive(row["vs_plain"]) for row in r["rows"])
+
+
+def test_int8_artifact_is_compared_with_quantize_dynamic(ckpts, tmp_path, plain_work):
+    from embcc.pipeline import export
+
+    art = export(ckpts["v3"], tmp_path / "int8", lora="merge", task="retrieval.passage", precision="int8",
+                 int8_mode="dynamic", max_length=128)
+    r = bench(art, ckpts["v3"], threads=1, seconds=0.01, memory=False, work=plain_work)
+    assert r["rows"] and all(row["precision"] == "int8" for row in r["rows"])
+    for row in r["rows"]:
+        assert "quantize_dynamic" in row["plain_kind"] and _finite_positive(row["vs_plain"]), row
+    assert (plain_work / "retrieval.passage" / "model.int8.onnx").is_file()
 
 
 def test_plain_export_failure_is_a_row_not_a_crash(ckpts, tmp_path):
