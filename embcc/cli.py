@@ -101,6 +101,10 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["bench"] and "torch" not in sys.modules:
+        import os  # before the parser imports torch: its OpenMP pool then waits passively (docs/bench.md)
+
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         args = _parser().parse_args(argv)
     except SystemExit as e:  # argparse: --help / --version (0) or a usage error (2, one line already printed)

@@ -47,6 +47,7 @@ SHAPES: dict[str, list[list[int]]] = {
     "long": [[8192], [512, 3072, 5632, 8192]],
 }
 SIDES = ("artifact", "torch", "plain")
+MIN_RUNS = {"short": 5, "long": 3}  # timed calls per side at least (a long call takes seconds)
 
 
 def shape_label(lengths: list[int]) -> str:
@@ -239,7 +240,7 @@ def bench(artifact: str | Path, reference: str | Path, *, threads: int | None = 
                                     errors[side] = {"error": _error(e)}
                             else:
                                 errors[side] = {"error": p}
-                        times = {**alternate(calls, seconds), **errors}
+                        times = {**alternate(calls, seconds, MIN_RUNS[regime]), **errors}
                         row = {"name": name, "task": task, "runtime": emb.runtime, "precision": spec.precision,
                                "graph": getattr(emb, "model_file", None), "plain_kind": plain_kind, "regime": regime,
                                "shape": label, "lengths": lengths, "capped": capped, "tokens": sum(lengths)}
@@ -275,7 +276,8 @@ def _cell(x: dict, key: str = "texts_per_s") -> str:
 def format_bench(r: dict) -> str:
     ref = r.get("reference_model") or {}
     lines = [f"embcc bench {r['artifact']}: {r['threads']} threads, device {r['device']}, {r['machine']} "
-             f"({r['cpus']} CPUs); torch {r['torch']}, onnxruntime {r['onnxruntime']}",
+             f"({r['cpus']} CPUs); torch {r['torch']} (OMP_WAIT_POLICY {r.get('omp_wait_policy')}), onnxruntime "
+             f"{r['onnxruntime']} (no spinning)",
              f"torch: the reference {ref.get('class', '?')} ({ref.get('library', '?')}), SDPA, inference mode, "
              f"{r.get('torch_dtype', 'float32')}; plain: torch.onnx.export(dynamo=True) of it + onnxruntime",
              "ratios: artifact texts/s over the other side's (>1: the artifact is faster); medians, sides alternating"]
