@@ -94,3 +94,15 @@ def test_device_cuda_without_cuda_is_one_line_exit_2(ckpts, v3_merge, capsys, co
 def test_unknown_regime_is_refused(ckpts, v3_merge, capsys):
     assert main(["bench", str(v3_merge), "--reference", str(ckpts["v3"]), "--regimes", "short,huge"]) == 2
     assert "unknown regime huge" in capsys.readouterr().err
+
+
+def test_gguf_artifact_has_torch_ratio_and_plain_not_applicable(ckpts, tmp_path):
+    pytest.importorskip("llama_cpp")
+    from embcc.pipeline import export
+
+    art = export(ckpts["v2-small"], tmp_path / "gguf", fmt="gguf", max_length=128)
+    r = bench(art, ckpts["v2-small"], threads=1, seconds=0.01, memory=False)
+    assert r["rows"] and all(row["runtime"] == "llama.cpp" for row in r["rows"])
+    for row in r["rows"]:
+        assert _finite_positive(row["vs_torch"]) and row["vs_plain"] is None
+        assert row["plain"]["error"].startswith("n/a") and row["plain_kind"] is None

@@ -159,14 +159,15 @@ def bench(artifact: str | Path, reference: str | Path, *, threads: int | None = 
     skipped = [str(a.relative_to(root)) for a in arts if a not in text_arts]
     if not text_arts:
         raise EmbccError(f"{root} holds no text artifact", "bench times text embedding; point at a text part")
-    first = runners.open_side(text_arts[0], threads=threads, device=device)  # device errors before the reference
+    arena = "long" not in regimes  # long inputs: no ORT arena (runners.no_spin_options), sides free their peaks
+    first = runners.open_side(text_arts[0], threads=threads, device=device, arena=arena)  # device errors first
     options = _manifest_options(root, text_arts[0])
     ref = reference_for(checkpoint, rope_theta=options.get("rope_theta"))
     import onnxruntime as ort
 
     result: dict = {
         "embcc_version": __version__, "artifact": str(root), "reference": str(checkpoint), "threads": threads,
-        "device": device or "default", "regimes": regimes, "seconds": seconds,
+        "device": device or "default", "regimes": regimes, "seconds": seconds, "ort_cpu_arena": arena,
         "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
         "torch": torch.__version__, "onnxruntime": ort.__version__, "omp_wait_policy": OMP_WAIT_POLICY,
         "skipped": skipped, "rows": [],
@@ -187,7 +188,8 @@ def bench(artifact: str | Path, reference: str | Path, *, threads: int | None = 
                 torch_device = "cuda"
         memory_jobs: dict[str, dict] = {}
         for art in text_arts:
-            emb = first if art == text_arts[0] else runners.open_side(art, threads=threads, device=device)
+            emb = first if art == text_arts[0] else runners.open_side(art, threads=threads, device=device,
+                                                                       arena=arena)
             spec = emb.spec
             name = str(art.relative_to(root)) if art != root else "."
             tasks: list[str | None] = [spec.task] if spec.task is not None else [t.name for t in spec.tasks] or [None]
@@ -211,7 +213,7 @@ def bench(artifact: str | Path, reference: str | Path, *, threads: int | None = 
                     try:
                         plain_path = export_plain(ref, task, work_dir / (task or "no-task") / "model.onnx",
                                                   max_length=cap, int8=int8)
-                        session = runners.ort_session(plain_path, threads, device or "cpu")
+                        session = runners.ort_session(plain_path, threads, device or "cpu", arena)
                         prep["plain"] = runners.plain_runner(session, ref.pooling.mode, ref.tokens.pad_id)
                     except PlainFailed as e:
                         prep["plain"] = f"plain export failed: {e}"
@@ -270,7 +272,9 @@ def bench(artifact: str | Path, reference: str | Path, *, threads: int | None = 
 
 
 def _cell(x: dict, key: str = "texts_per_s") -> str:
-    return f"{x[key]:.1f}" if key in x else "failed"
+    if key not in x:
+        return "failed"
+    return f"{x[key]:.1f}" if x[key] >= 10 else f"{x[key]:.3f}"
 
 
 def format_bench(r: dict) -> str:

@@ -27,23 +27,27 @@ def token_ids(lengths: list[int], vocab: int, seed: int = 0) -> list[list[int]]:
     return [rng.integers(5, hi, size=n).tolist() for n in lengths]
 
 
-def no_spin_options(threads: int):
+def no_spin_options(threads: int, arena: bool = True):
+    """Session options without intra-op spinning; `arena=False` (long inputs): no CPU memory arena, so a
+    side's peak (the plain graph's heads x L^2 attention) is freed after its call instead of kept for the next,
+    and the sides sharing the timing process do not hold their peaks all at once."""
     from embcc.runtimes.onnxrt import session_options
 
     o = session_options(threads)
     o.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    o.enable_cpu_mem_arena = arena
     return o
 
 
-def ort_session(path: Path, threads: int, device: str):
+def ort_session(path: Path, threads: int, device: str, arena: bool = True):
     import onnxruntime as ort
 
     from embcc.runtimes.onnxrt import providers
 
-    return ort.InferenceSession(str(path), no_spin_options(threads), providers=providers(device))
+    return ort.InferenceSession(str(path), no_spin_options(threads, arena), providers=providers(device))
 
 
-def open_side(art: Path, *, threads: int, device: str | None, max_length: int | None = None):
+def open_side(art: Path, *, threads: int, device: str | None, max_length: int | None = None, arena: bool = True):
     """The artifact's Embedder, its ONNX Runtime session rebuilt without spinning (same graph, same providers)."""
     from embcc.runtimes import open_artifact
     from embcc.runtimes.onnxrt import OnnxEmbedder
@@ -52,7 +56,7 @@ def open_side(art: Path, *, threads: int, device: str | None, max_length: int | 
     if isinstance(emb, OnnxEmbedder):
         import onnxruntime as ort
 
-        emb.session = ort.InferenceSession(str(Path(art) / emb.model_file), no_spin_options(threads),
+        emb.session = ort.InferenceSession(str(Path(art) / emb.model_file), no_spin_options(threads, arena),
                                            providers=emb.session.get_providers())
     return emb
 
