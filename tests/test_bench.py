@@ -106,3 +106,12 @@ def test_gguf_artifact_has_torch_ratio_and_plain_not_applicable(ckpts, tmp_path)
     for row in r["rows"]:
         assert _finite_positive(row["vs_torch"]) and row["vs_plain"] is None
         assert row["plain"]["error"].startswith("n/a") and row["plain_kind"] is None
+
+
+def test_verify_device_cpu_runs_on_cpu(ckpts, tmp_path):
+    from embcc.pipeline import export
+    from embcc.verify import verify
+
+    art = export(ckpts["v2-small"], tmp_path / "v2", max_length=64)
+    report = verify(art, ckpts["v2-small"], device="cpu", write=False)
+    assert report["passed"] and report["runtimes"] == ["onnxruntime"]

@@ -293,13 +293,14 @@ def format_bench(r: dict) -> str:
             f"{'plain/s':>9} {'vs torch':>9} {'vs plain':>9}")
     lines += [head, "-" * len(head)]
     notes: dict[str, int] = {}
+    def ratio(x: dict, k: str) -> str:
+        return f"{x[k]:.2f}x" if x.get(k) else "-"
+
     for x in rows:
-        def ratio(k: str) -> str:
-            return f"{x[k]:.2f}x" if x.get(k) else "-"
         shape = x["shape"] + ("*" if x.get("capped") else "")
         lines.append(f"{x['name']:<{aw}} {str(x['task'] or '-'):<{tw}} {x['regime']:<6} {shape:<{sw}} "
                      f"{_cell(x['artifact']):>11} {_cell(x['torch']):>9} {_cell(x['plain']):>9} "
-                     f"{ratio('vs_torch'):>9} {ratio('vs_plain'):>9}")
+                     f"{ratio(x, 'vs_torch'):>9} {ratio(x, 'vs_plain'):>9}")
         for side in SIDES:
             if "error" in x[side]:
                 notes.setdefault(f"{side}: {x[side]['error']}", len(notes))
