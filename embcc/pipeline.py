@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from embcc.core import progress
 from embcc.core.adapted import adapt
 from embcc.core.bundle import Bundle
 from embcc.core.errors import EmbccError
@@ -34,12 +35,14 @@ def export(checkpoint: str | Path, out: str | Path, *, fmt: str = "onnx", bundle
     "jinaai/jina-embeddings-v3", a commit), recorded in manifest.json and README.md as given."""
     out = Path(out)
     if out.exists():
-        raise EmbccError(f"output {out} already exists", "choose a new --out directory or remove the old one")
+        raise EmbccError(f"output {out} already exists",
+                         f"choose a new {'--out' if cli else 'out'} directory or remove the old one")
     format_ = get_format(fmt)
     bundle = bundle or load(checkpoint)
     plan = resolve(bundle, format_, {k: v for k, v in options.items() if v is not None}, cli=cli)
     with staged_dir(out) as tmp:
-        for subdir, task, part in plan.units:
+        for i, (subdir, task, part) in enumerate(plan.units, 1):
+            progress.step(f"exporting {out.name}/{subdir or '.'} ({format_.name})", i, len(plan.units))
             where = tmp / subdir if subdir else tmp
             where.mkdir(parents=True, exist_ok=True)
             for f in [*bundle.tokenizer_files, *bundle.files]:
@@ -49,6 +52,7 @@ def export(checkpoint: str | Path, out: str | Path, *, fmt: str = "onnx", bundle
             spec = format_.write(adapted, where, plan)
             (where / SPEC_FILE).write_text(spec.to_json())
         named = {"name": source, "revision": revision}
+        progress.step(f"writing client files and {out.name}/manifest.json")
         write_client_files(tmp, bundle, plan, source=named)
         write_manifest(tmp, source_sha256=bundle.source_sha256, options=recorded(bundle, format_, plan), source=named)
     return out

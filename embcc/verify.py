@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from embcc import __version__
+from embcc.core import progress
 from embcc.core.bundle import Bundle
 from embcc.core.errors import EmbccError
 from embcc.core.files import hash_tree
@@ -67,6 +68,11 @@ class TaskParity:
     finite: bool = True
     failed: list[str] = field(default_factory=list)  # the bar entries that were missed
     max_tokens: int = 0  # probes were truncated here (the graph's budget: see VERIFY_MAX_TOKENS)
+    # per probe (the report's plots: embcc.report): cosine to the reference, max |diff|, and the tokens the
+    # artifact saw (empty for images); a multi-vector row has one entry per text (its worst token)
+    cosines: list[float] = field(default_factory=list)
+    abs_diffs: list[float] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
 
 
 def ranking_agreement(ref: np.ndarray, got: np.ndarray, k: int = 10) -> float:
@@ -104,6 +110,8 @@ def compare(ref: np.ndarray, got: np.ndarray, bar: dict) -> dict:
     norms = np.linalg.norm(ref64, axis=1) * np.linalg.norm(got64, axis=1)
     cos = (ref64 * got64).sum(1) / np.maximum(norms, 1e-30)
     m = {
+        "cosines": cos,
+        "abs_diffs": np.abs(ref64 - got64).reshape(len(ref64), -1).max(1),
         "min_cosine": float(cos.min()),
         "mean_cosine": float(cos.mean()),
         "max_abs_diff": float(np.abs(ref64 - got64).max()),
@@ -123,14 +131,32 @@ def parity(artifact: Embedder, reference, *, tasks: list[str | None], bar: dict,
     """One row per task: `artifact` (its own preprocessing, default role) against `reference` (its own)."""
     texts = PROBES if texts is None else texts
     rows = []
-    for task in tasks:
+    for n, task in enumerate(tasks, 1):
+        progress.step(f"verifying {name}{f' [{graph}]' if graph else ''}: {len(texts)} probes, task {task or '-'}",
+                      n, len(tasks))
         ref = reference.encode(texts, task=task, role=reference_role, max_length=max_length)
         got = artifact.encode(texts, task=task, role=role)
         m = compare(ref, got, bar)
         rows.append(TaskParity(name, task, len(texts), m["min_cosine"], m["mean_cosine"], m["max_abs_diff"],
                                m["ranking_agreement"], bar, m["passed"], m["result"], graph, artifact.runtime,
-                               m["finite"], m["failed"]))
+                               m["finite"], m["failed"], **_per_probe(m, _token_counts(artifact, texts, task, role))))
     return rows
+
+
+def _token_counts(artifact, texts: list[str], task: str | None, role: str | None) -> list[int]:
+    """How many tokens the artifact's preprocessing gave each text (prefix and truncation included)."""
+    token_ids = getattr(artifact, "token_ids", None)
+    if token_ids is None:
+        return []
+    try:
+        return [len(ids) for ids in token_ids(texts, task, role)]
+    except EmbccError:  # a runtime that cannot say: the report's per-length plot leaves the row out
+        return []
+
+
+def _per_probe(m: dict, tokens: list[int]) -> dict:
+    return {"cosines": [float(c) for c in m["cosines"]], "abs_diffs": [float(d) for d in m["abs_diffs"]],
+            "tokens": tokens}
 
 
 def multi_parity(artifact: Embedder, reference, *, tasks: list[str | None], bar: dict, name: str,
@@ -153,9 +179,12 @@ def multi_parity(artifact: Embedder, reference, *, tasks: list[str | None], bar:
         passed = tokens["passed"] and agree >= bar.get("ranking_agreement", 0.0)
         failed = tokens["failed"] + ([] if agree >= bar.get("ranking_agreement", 0.0) else ["ranking_agreement"])
         result = "FAIL" if not passed else ("pass" if bar else "reported (not gated)")
+        ends = np.cumsum([len(r) for r in ref])[:-1]
+        per_text = {"cosines": [c.min() for c in np.split(tokens["cosines"], ends)],
+                    "abs_diffs": [d.max() for d in np.split(tokens["abs_diffs"], ends)]}
         rows.append(TaskParity(name, f"{task} (multi)", len(texts), tokens["min_cosine"], tokens["mean_cosine"],
                                tokens["max_abs_diff"], agree, bar, passed, result, graph, artifact.runtime,
-                               tokens["finite"], failed))
+                               tokens["finite"], failed, **_per_probe(per_text, [len(r) for r in ref])))
     return rows
 
 
@@ -169,7 +198,7 @@ def image_parity(artifact: Embedder, reference, *, bar: dict, name: str, graph: 
     m = compare(reference.encode_images(images), artifact.encode_images(images), bar)
     rows = [TaskParity(name, "images", len(images), m["min_cosine"], m["mean_cosine"], m["max_abs_diff"],
                        m["ranking_agreement"], bar, m["passed"], m["result"], graph, artifact.runtime, m["finite"],
-                       m["failed"])]
+                       m["failed"], **_per_probe(m, []))]
     if cross_modal:
         pairs = caption_pairs()
         captions, pictures = [c for c, _ in pairs], [i for _, i in pairs]
@@ -182,7 +211,7 @@ def image_parity(artifact: Embedder, reference, *, bar: dict, name: str, graph: 
         agree = top_k_agreement(ref_sim, got_sim, 3)
         rows.append(TaskParity(name, "text->image", len(pairs), x["min_cosine"], x["mean_cosine"], x["max_abs_diff"],
                                agree, gate, x["passed"], x["result"], graph, artifact.runtime, x["finite"],
-                               x["failed"]))
+                               x["failed"], **_per_probe(x, [])))
     return rows
 
 
@@ -206,7 +235,8 @@ def verify(artifact_path: str | Path, reference: str | Path | Bundle, *, texts: 
     """Verify every artifact under `artifact_path` against the checkpoint `reference`; writes parity.json beside
     them (parity-<checkpoint sha256[:12]>.json when the checkpoint is not the artifact's source). A loaded Bundle
     stands for its checkpoint directory: the reference is always built afresh from the files. `device` (cpu |
-    cuda; None: the artifact's own) goes to open_artifact."""
+    cuda; None: the artifact's own) goes to open_artifact. Beside the JSON, embcc.report writes the same name as
+    .md and .html with PNG plots (report["report_files"])."""
     from embcc.pipeline import artifacts_in
     from embcc.reference import reference_for
 
@@ -290,6 +320,9 @@ def verify(artifact_path: str | Path, reference: str | Path | Bundle, *, texts: 
         target = root / (PARITY if is_source else f"parity-{reference_sha[:12]}.json")
         target.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
         report["written_to"] = str(target)
+        from embcc.report import write_report
+
+        report["report_files"] = [str(f) for f in write_report(report, target)]
     return report
 
 

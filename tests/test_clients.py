@@ -150,8 +150,9 @@ def test_config_json_parses_in_transformers_without_remote_code(art, checkpoints
     emb = open_artifact(d)
     assert cfg["pad_token_id"] == emb.pad_id
     tokenizer = AutoTokenizer.from_pretrained(d)
-    prefixed, _ = emb.prefixed(TEXTS, None if spec.lora == "keep" else spec.task)
-    assert [tokenizer(t)["input_ids"] for t in prefixed] == emb.token_ids(TEXTS, None if spec.lora == "keep" else spec.task)
+    task = spec.tasks[0].name if spec.lora == "keep" and spec.tasks else spec.task  # kept adapters: name one
+    prefixed, _ = emb.prefixed(TEXTS, task)
+    assert [tokenizer(t)["input_ids"] for t in prefixed] == emb.token_ids(TEXTS, task)
 
 
 @pytest.mark.parametrize("key", ["v3-merge", "v5s-merge", "v2", "v3-keep"])
@@ -479,6 +480,13 @@ def _triton_config(path: Path):
     return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
 
 
+def _triton_graph(model: Path) -> Path:
+    """The graph file of a Triton model: 1/model.onnx, or 1/model.onnx/model.onnx (the directory form, for a graph
+    with external data: embcc's fused model.onnx shares model.onnx_data with model.portable.onnx)."""
+    graph = model / "1" / "model.onnx"
+    return graph / "model.onnx" if graph.is_dir() else graph
+
+
 def _run_triton_graph(graph: Path, config, feeds: dict) -> dict:
     """Run the graph as Triton's onnxruntime backend would: shapes checked against config.pbtxt first."""
     from tritonclient.grpc import model_config_pb2
@@ -514,7 +522,7 @@ def test_triton_repository_for_a_merged_artifact(art, tmp_path):
                for i in config.input)
     outs = {o.name: list(o.dims) for o in config.output}
     assert outs == {"text_embeds": [-1, spec.dim], "sentence_embedding": [spec.dim], "last_hidden_state": [-1, spec.dim]}
-    graph = model / "1" / "model.onnx"
+    graph = _triton_graph(model)
     assert graph.is_file() and graph.read_bytes() == (d / "model.onnx").read_bytes()
     assert (model / "tokenizer.json").is_file() and (model / "embcc.json").is_file()
     emb = open_artifact(d)
@@ -538,7 +546,7 @@ def test_triton_repository_for_kept_adapters(art, tmp_path):
     for task in ("retrieval.passage", "text-matching"):
         ids, mask = emb.batch(emb.token_ids(TEXTS, task=task))
         t = np.array([emb.spec.task_by_name(task).id], dtype=np.int64)
-        got = _run_triton_graph(repo / "v3" / "1" / "model.onnx", config,
+        got = _run_triton_graph(_triton_graph(repo / "v3"), config,
                                 {"input_ids": ids, "attention_mask": mask, "task_id": t})
         assert_fp32(emb.encode(TEXTS, task=task), got["sentence_embedding"], f"triton keep {task}")
 

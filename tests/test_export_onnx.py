@@ -58,7 +58,9 @@ def test_verify_passes_and_writes_parity(v3_keep, ckpts):
     assert {r["task"] for r in report["results"]} == set(TASKS)
     assert report["probe_texts"] >= 100
     on_disk = json.loads((v3_keep / "parity.json").read_text())
-    assert on_disk["passed"] and len(on_disk["results"]) == 5
+    graphs = {r["graph"] for r in on_disk["results"]}
+    assert graphs == {"model.onnx", "model.portable.onnx"}  # the fused graph and the standard-ops one, both gated
+    assert on_disk["passed"] and len(on_disk["results"]) == 5 * len(graphs)
     for r in on_disk["results"]:
         assert r["min_cosine"] >= 0.9999 and r["max_abs_diff"] <= 1e-4
 

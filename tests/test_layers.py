@@ -12,7 +12,7 @@ LAYERS = {  # top-level package or module -> layer (lowest first)
     "core": 0, "errors": 0, "probes": 0,
     "families": 1, "runtimes": 1, "reference": 1,
     "fixtures": 2, "export": 2, "calibration": 2,
-    "pipeline": 3, "verify": 3, "bench": 3, "build": 3, "package": 3,
+    "pipeline": 3, "verify": 3, "report": 3, "bench": 3, "build": 3, "package": 3, "recipe": 3,
     "cli": 4,
 }
 FORBIDDEN = [("families", "runtimes"), ("runtimes", "families"), ("families", "fixtures"), ("export", "fixtures"),

@@ -39,6 +39,7 @@ import torch  # noqa: E402
 from embcc import __version__  # noqa: E402
 from embcc.bench import runners  # noqa: E402
 from embcc.bench.plain import PlainFailed, export_plain  # noqa: E402
+from embcc.core import progress  # noqa: E402
 from embcc.core.errors import EmbccError  # noqa: E402
 from embcc.core.spec import ModelSpec  # noqa: E402
 
@@ -231,6 +232,7 @@ def bench(artifact: str | Path, reference: str | Path, *, threads: int | None = 
                                                 "pooling": ref.pooling.mode, "pad_id": ref.tokens.pad_id}
                 for regime in regimes:
                     for label, lengths, capped in shapes_for(regime, cap):
+                        progress.step(f"bench {name} {task or ''} {regime}: {label}".replace("  ", " "))
                         ids = runners.token_ids(lengths, vocab)
                         calls, errors = {}, {}
                         for side in SIDES:

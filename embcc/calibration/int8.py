@@ -39,6 +39,7 @@ from onnxruntime.quantization import (
 
 from embcc.calibration.activations import errors, float_outputs, layer_of
 from embcc.calibration.cache import trusted, write_atomic
+from embcc.core import progress
 from embcc.core.onnxfile import initializer_bytes, needs_external, save_onnx, share_weights
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
@@ -60,6 +61,7 @@ class _Reader(CalibrationDataReader):
         if self.i >= self.end:
             return None
         self.i += 1
+        progress.step("int8 calibration batch", self.i, self.end)
         return self.feeds[self.i - 1]
 
     def __len__(self) -> int:

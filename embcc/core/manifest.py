@@ -6,8 +6,8 @@ also hold what existing clients need beside the graph (config.json, sentence-tra
 export/client_files.py). Artifacts without the key are format 1 and still open.
 
 manifest.json sits at the top of an export: in the artifact directory itself (adapters kept, or no adapters)
-or one level above it (merged: one subdirectory per task). parity.json files are written later, by verify,
-and are not covered.
+or one level above it (merged: one subdirectory per task). parity.json files (and the report beside them:
+parity.md, parity.html, parity-*.png) are written later, by verify, and are not covered.
 """
 
 from __future__ import annotations
@@ -22,14 +22,15 @@ from embcc.core.files import sha256_file
 MANIFEST = "manifest.json"
 PARITY = "parity.json"
 ARTIFACT_FORMAT = 2  # the newest format this embcc writes and reads
-NOT_COVERED = (MANIFEST,)  # and parity*.json, written by verify after the manifest
+NOT_COVERED = (MANIFEST,)  # and parity*.json/.md/.html/.png, written by verify after the manifest
+REPORT_SUFFIXES = (".json", ".md", ".html", ".png")
 
 _hashes: dict[tuple[str, int, int, int], str] = {}  # (path, size, mtime_ns, inode) -> sha256, this process only
 
 
 def covered(name: str) -> bool:
     """Whether a file at the top of an export belongs in its manifest."""
-    return name not in NOT_COVERED and not (name.startswith("parity") and name.endswith(".json"))
+    return name not in NOT_COVERED and not (name.startswith("parity") and name.endswith(REPORT_SUFFIXES))
 
 
 def find_manifest(artifact: Path) -> tuple[Path, dict] | None:

@@ -58,10 +58,11 @@ class Format(ABC):
         """The parts of the model (embcc.families: text, vision, combined) this format can hold."""
         return bundle.family.parts(bundle)
 
-    def part_refusal(self, bundle: Bundle, part: str) -> tuple[str, str]:
-        """(problem, fix) when asked for a part this format cannot hold."""
-        return (f"--format {self.name} cannot hold the {part} part of {bundle.spec.family}",
-                f"choose --part {', '.join(self.parts(bundle))}")
+    def part_refusal(self, bundle: Bundle, part: str, cli: bool = True) -> tuple[str, str]:
+        """(problem, fix) when asked for a part this format cannot hold; `cli`: name CLI flags, else keywords."""
+        fmt, parts = (f"--format {self.name}", "--part ") if cli else (f"fmt={self.name!r}", "part=")
+        return (f"{fmt} cannot hold the {part} part of {bundle.spec.family}",
+                f"choose {parts}{', '.join(self.parts(bundle))}")
 
     @abstractmethod
     def check(self, bundle: Bundle, values: dict[str, Any], *, cli: bool) -> dict[str, Any]:

@@ -51,7 +51,7 @@ POOLING_WORDS = {"mean": "mean over the attention mask (prefix tokens included)"
 def write_client_files(root: Path, bundle: Bundle, plan: Plan, *, source: dict | None = None) -> None:
     """Client files into every artifact directory of one export staged at `root` (see the module docstring)."""
     source = {"sha256": bundle.source_sha256, **{k: v for k, v in (source or {}).items() if v}}
-    dirs = [root / sub if sub else root for sub, *_ in plan.units]
+    dirs = [root / sub if sub else root for sub, _task, _part in plan.units]
     for where in dirs:
         write_artifact_files(where, ModelSpec.read(where), bundle, source)
     if dirs != [root]:
@@ -132,10 +132,16 @@ def _st_files(where: Path, spec: ModelSpec) -> None:
                 "model_type": "SentenceTransformer"})
 
 
+def _merged_task(spec: ModelSpec):
+    """The one task an artifact runs (its merged task, or a pre-merged model's), None for kept adapters (the
+    caller picks per call) and for models without tasks."""
+    return spec.task_by_name(None) if spec.tasks and spec.lora != "keep" else None
+
+
 def _prompts(spec: ModelSpec) -> tuple[dict[str, str], str | None]:
     """sentence-transformers prompts for a graph without task_id: the merged task's prefix (per role where the
     family has roles) as the default prompt, so `encode(texts)` adds what embcc's runtime adds."""
-    task = spec.task_by_name(None)
+    task = _merged_task(spec)
     if task is None:
         return {}, None
     if task.roles:
@@ -197,7 +203,7 @@ def _task_table(spec: ModelSpec) -> list[str]:
     if not spec.tasks:
         return ["This model has no tasks and takes no prefix."]
     rows = ["| task | task_id | prefix to prepend | roles |", "|---|---|---|---|"]
-    shown = spec.tasks if spec.lora == "keep" else [spec.task_by_name(None)]
+    shown = spec.tasks if spec.lora == "keep" else [t for t in [_merged_task(spec)] if t is not None]
     for t in shown:
         roles = ", ".join(f"{r}: `{json.dumps(p)}`" for r, p in t.roles.items()) if t.roles else "-"
         rows.append(f"| {t.name} | {t.id} | `{json.dumps(t.prefix)}` | {roles} |")
@@ -212,16 +218,9 @@ def _io_table(io: dict) -> list[str]:
     return rows
 
 
-def _example_task(spec: ModelSpec):
-    """The artifact's own task; for kept adapters (several tasks, none default) the first, as the README's example."""
-    if not spec.tasks:
-        return None
-    return spec.tasks[0] if spec.lora == "keep" and spec.task is None else spec.task_by_name(None)
-
-
 def _readme(where: Path, spec: ModelSpec, graphs: list[str], io: dict | None, config: dict | None, st: bool,
             copied: list[str], source: dict) -> str:
-    task = _example_task(spec)
+    task = _merged_task(spec)
     what = "every task (adapters kept, chosen per call)" if spec.lora == "keep" else (
         f"task `{task.name}`" + (" (adapter merged)" if spec.lora == "merge" else "") if task else "no tasks")
     fmt = "ONNX" if graphs else "GGUF"
@@ -266,12 +265,14 @@ def _onnx_clients(where: Path, spec: ModelSpec, graphs: list[str], io: dict, con
         L.append(f"- `{g}`: " + ("what ONNX Runtime runs on CPU (it may hold com.microsoft contrib ops)."
                                  if g == "model.onnx" else "standard ONNX ops only (TensorRT and other consumers)."))
     L += [""] + _io_table(io) + [""]
-    prefix = t.prefix_for(spec.role) if (t := _example_task(spec)) else ""
+    merged = _merged_task(spec)
+    prefix = merged.prefix_for(spec.role) if merged else ""  # kept adapters: the chosen task's prefix (table above)
     feed = '"input_ids": ids, "attention_mask": mask' + (', "task_id": np.array(TASK_ID)' if "task_id" in io["inputs"] else "")
     L += ["## Clients", "", "ONNX Runtime:", "", "```python", "import numpy as np, onnxruntime as ort",
           "from tokenizers import Tokenizer", 'tok = Tokenizer.from_file("tokenizer.json")',
           f"tok.enable_truncation({spec.max_length}); tok.enable_padding(pad_id=PAD_ID)  # pad_token_id of config.json",
-          f"enc = tok.encode_batch([{json.dumps(prefix)} + t for t in texts])",
+          f"enc = tok.encode_batch([{json.dumps(prefix) if merged or not spec.tasks else 'PREFIX'} + t for t in texts])"
+          + ("  # PREFIX: the task's, from the table above" if spec.lora == "keep" and spec.tasks else ""),
           "ids = np.array([e.ids for e in enc]); mask = np.array([e.attention_mask for e in enc])",
           'sess = ort.InferenceSession("model.onnx")',
           f'(vectors,) = sess.run(["sentence_embedding"], {{{feed}}})  # pooled and L2-normalised', "```", ""]
@@ -352,7 +353,10 @@ def _index_readme(root: Path, dirs: list[Path], bundle: Bundle, plan: Plan, sour
          "says how to call it):", ""]
     for d in dirs:
         s = ModelSpec.read(d)
-        t = s.task_by_name(None)
+        t = _merged_task(s)
+        if t is None:  # a model part (jina-clip-v2's text / vision / combined), or kept adapters
+            L.append(f"- `{d.name}/`: the {s.part} part" + (", every task kept" if s.lora == "keep" else ""))
+            continue
         L.append(f"- `{d.name}/`: task `{t.name}` (task_id {t.id} in kept-adapter artifacts), prefix "
                  f"`{json.dumps(t.prefix_for(s.role))}`")
     copied = [f.name for f in sorted(root.iterdir()) if f.is_file() and (LICENSE_NAMES.match(f.name) or f.name == MODEL_CARD)]

@@ -49,7 +49,8 @@ POOLING = {"none": 0, "mean": 1, "cls": 2, "last": 3}
 SPECIAL_KEYS = {"bos": "bos_token_id", "eos": "eos_token_id", "unk": "unknown_token_id",
                 "seperator": "seperator_token_id", "padding": "padding_token_id", "cls": "cls_token_id",
                 "mask": "mask_token_id"}
-TYPE = Option("gguf_type", "--type", f"llama.cpp's type name: {' | '.join(GGUF_TYPES)} (default f32)")
+TYPE = Option("gguf_type", "--type", "llama.cpp's type name, any case (default f32)", tuple(GGUF_TYPES),
+              type=str.lower)  # type: ignore[arg-type]  # the CLI takes Q8_0 as q8_0, as check_type does
 
 
 def check_type(gguf_type: str) -> str:
@@ -212,10 +213,11 @@ class GgufFormat(Format):
     def parts(self, bundle: Bundle) -> tuple[str, ...]:
         return ("text",)  # llama.cpp embeds text; image towers have no upstream llama.cpp graph
 
-    def part_refusal(self, bundle: Bundle, part: str) -> tuple[str, str]:
+    def part_refusal(self, bundle: Bundle, part: str, cli: bool = True) -> tuple[str, str]:
         why = facts_of(bundle).unsupported_parts.get(part, f"llama.cpp has no {bundle.spec.family} {part} graph")
+        onnx, text = ("--format onnx", "--format gguf --part text") if cli else ("fmt='onnx'", "fmt='gguf', part='text'")
         return (f"a {bundle.spec.family} {part} GGUF cannot be written: {why}",
-                f"export the {part} part with --format onnx, and the text tower with --format gguf --part text")
+                f"export the {part} part with {onnx}, and the text tower with {text}")
 
     def check(self, bundle: Bundle, values: dict[str, Any], *, cli: bool) -> dict[str, Any]:
         return {"gguf_type": check_type(values.get("gguf_type") or "f32")}

@@ -40,7 +40,7 @@ TOKEN_STATES = "text_embeds"  # the text graphs' token states, output 0 (Jina's 
 GRAPH_OUTPUTS = [TOKEN_STATES, "sentence_embedding", ALIAS]  # a text graph's outputs as clients see them
 PRECISIONS = ("fp32", "fp16", "int8")
 
-PRECISION = Option("precision", "--precision", "fp32 (default) | fp16 | int8", PRECISIONS)
+PRECISION = Option("precision", "--precision", f"weights and activations (default {PRECISIONS[0]})", PRECISIONS)
 CALIBRATION_OPTIONS = (
     Option("calibration", "--calibration", "texts to calibrate on: one per line, or JSON lines "
            '{"text", "task"} (default: the built-in corpus)'),

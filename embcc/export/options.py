@@ -51,9 +51,11 @@ def resolve(bundle: Bundle, fmt: Format, given: dict[str, Any], *, cli: bool = F
         if key in everyone:
             owners = everyone[key]
             flag = _name(flags[key], cli)
-            fmt_flag = "--format" if cli else "fmt="
-            raise EmbccError(f"{flag} is an option of {fmt_flag} {' / '.join(owners)}, not {fmt.name}",
-                             f"add {fmt_flag} {owners[0]}, or leave out {flag}")
+            if cli:
+                raise EmbccError(f"{flag} is an option of --format {' / '.join(owners)}, not {fmt.name}",
+                                 f"add --format {owners[0]}, or leave out {flag}")
+            raise EmbccError(f"{flag} is an option of fmt={' / '.join(repr(o) for o in owners)}, not {fmt.name!r}",
+                             f"pass fmt={owners[0]!r}, or leave out {flag}")
         raise EmbccError(f"unknown export option {key!r}", f"choose from: {', '.join([*common, *own])}")
     fmt.supports(bundle)
     spec = bundle.spec
@@ -86,7 +88,7 @@ def resolve(bundle: Bundle, fmt: Format, given: dict[str, Any], *, cli: bool = F
     role = given.get("role")
     if role is not None:
         _check_role(bundle, role, tasks, keep=mode == "keep" and not fmt.keep_takes_tasks, cli=cli)
-    parts = _parts(bundle, fmt, given.get("part"), n["part"])
+    parts = _parts(bundle, fmt, given.get("part"), n["part"], cli)
     values = fmt.check(bundle, {k: v for k, v in given.items() if k in own}, cli=cli)
     if mode == "merge":
         merged: list[tuple[str, str | None]] = [(t, t) for t in tasks]
@@ -97,7 +99,7 @@ def resolve(bundle: Bundle, fmt: Format, given: dict[str, Any], *, cli: bool = F
     return Plan(fmt.name, mode, tasks, units, theta, max_length, role, values)
 
 
-def _parts(bundle: Bundle, fmt: Format, asked: str | None, flag: str) -> list[str]:
+def _parts(bundle: Bundle, fmt: Format, asked: str | None, flag: str, cli: bool = False) -> list[str]:
     family, held = bundle.family.parts(bundle), fmt.parts(bundle)
     if asked is None:
         return [p for p in family if p in held]
@@ -106,7 +108,7 @@ def _parts(bundle: Bundle, fmt: Format, asked: str | None, flag: str) -> list[st
         if p not in family:
             raise EmbccError(f"{bundle.spec.family} has no {p!r} part", f"choose {flag} from: {', '.join(family)}")
         if p not in held:
-            raise EmbccError(*fmt.part_refusal(bundle, p))
+            raise EmbccError(*fmt.part_refusal(bundle, p, cli))
     if not parts:
         raise EmbccError(f"{flag} names no part", f"choose from: {', '.join(family)}")
     return list(dict.fromkeys(parts))

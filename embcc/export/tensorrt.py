@@ -2,10 +2,11 @@
 
     embcc export CKPT --out OUT --format tensorrt --precision fp32|fp16|int8 [--profile batch=1:16:64,seq=1:128:512]
 
-The precision passes are the ONNX format's (same options, same checks): fp32 is the traced graph; fp16 is the fp16
-graph with its measured fp32 islands; int8 is the portable explicit-QDQ graph (`model.portable.onnx` where an
-artifact has one, else `model.onnx`; ONNX Runtime's own int8 form `model.ort.onnx` is never fed to TensorRT). That
-graph is prepared (rank-less inputs fixed: task_id -> [1]), checked by export/trt_ready.py, and parsed:
+The precision passes are the ONNX format's (same options, same checks), and TensorRT always reads the standard-ops
+graph (`model.portable.onnx` where an artifact has one, else `model.onnx`): fp32 is the traced graph (the artifact's
+`model.onnx` holds ONNX Runtime's fused attention, com.microsoft ops TensorRT cannot parse); fp16 the fp16 graph with
+its measured fp32 islands; int8 the portable explicit-QDQ graph (ONNX Runtime's own int8 form is never fed to
+TensorRT). That graph is prepared (rank-less inputs fixed: task_id -> [1]), checked by export/trt_ready.py, and parsed:
 
 - TensorRT 11 builds strongly typed networks only: precision comes from the graph's types and QDQ pairs; no builder
   precision flags exist.
@@ -151,7 +152,8 @@ def resolve_profiles(profiles: list[Profile], max_length: int, flag: str = "--pr
         seq = p.seq or (1, min(128, max_length), max_length)
         if seq[2] > max_length:
             raise EmbccError(f"{flag} seq max {seq[2]} is beyond the artifact's max length {max_length}",
-                             f"lower it to {max_length} or less, or export with a larger --max-length")
+                             f"lower it to {max_length} or less, or export with a larger "
+                             f"{'--max-length' if flag.startswith('--') else 'max_length'}")
         out.append(Profile(p.batch or DEFAULT_BATCH, seq))
     return out
 

@@ -24,7 +24,7 @@ from transformers import JinaEmbeddingsV3Config
 
 from embcc.core.errors import EmbccError
 from embcc.core.images import image_settings
-from embcc.core.lora import LoraSet
+from embcc.core.lora import LoraSet, adapted_weight
 from embcc.families import eva02
 from embcc.families.base import check_tensors, read_config, read_safetensors, weight_files
 from embcc.families.jina_v3_layouts import check_lora, from_original
@@ -193,15 +193,13 @@ def read(path: Path) -> ClipCheckpoint:
     )
 
 
-def _merge_in_place(weights: dict[str, torch.Tensor], lora: LoraSet, t: int, rows: int = 16384) -> None:
-    """W += delta_t for every adapted module (delta in float64, row block by row block, stored float32), so the
-    250,002 x 1024 embedding never needs a second full-size copy."""
-    for module, w in lora.modules.items():
-        base = weights[f"{module}.weight"]
-        a, b = w.A[t].double(), w.B[t].double()
-        for r0 in range(0, base.shape[0], rows):
-            block = b[r0 : r0 + rows] @ a if w.kind == "linear" else a[r0 : r0 + rows] @ b
-            base[r0 : r0 + rows] = (base[r0 : r0 + rows].double() + block).float()
+def _merge_in_place(weights, lora: LoraSet, t: int) -> None:
+    """W += delta_t for every adapted module (core.lora.adapted_weight: float64 sum a block of rows at a time,
+    float32 result), stored back into `weights` (LazyWeights: each read is a fresh tensor, so the merged one must
+    be set), so the 250,002 x 1024 embedding never needs a second full-size copy."""
+    for module in lora.modules:
+        key = f"{module}.weight"
+        weights[key] = adapted_weight(weights[key], lora, module, t, in_place=True)
 
 
 def _split(raw: dict[str, torch.Tensor], *, where: Path) -> tuple[dict, dict, float]:

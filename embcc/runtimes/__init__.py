@@ -39,7 +39,7 @@ def open_artifact(path: Path, *, threads: int | None = None, max_length: int | N
     if not (path / SPEC_FILE).is_file() and path.is_dir() and _children(path):
         from embcc.runtimes.composite import CompositeEmbedder
 
-        return CompositeEmbedder(path, _children(path), threads=threads, max_length=max_length, device=device,
+        return CompositeEmbedder(path, _children(path), open_artifact, threads=threads, max_length=max_length, device=device,
                                  verify=verify)
     if verify:
         check_artifact(path, ModelSpec.read(path).artifact_format)

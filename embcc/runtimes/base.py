@@ -37,7 +37,8 @@ def normalize(x: np.ndarray) -> np.ndarray:
 
 
 class Embedder(ABC):
-    """encode(texts, task=..., dim=...) -> float32 [N, dim], L2-normalised."""
+    """encode(texts, task=..., dim=...) -> float32 [N, dim], L2-normalised; texts: any iterable of str (a list,
+    tuple or generator), never one bare string."""
 
     runtime: str = "?"
 
@@ -51,9 +52,9 @@ class Embedder(ABC):
     def prefixed(self, texts: Sequence[str], task: str | None, role: str | None = None) -> tuple[list[str], Task | None]:
         return self.pre.prefixed(texts, task, role)
 
-    def token_ids(self, texts: Sequence[str], task: str | None = None, role: str | None = None) -> list[list[int]]:
-        """The ids the model sees for each text (prefix, special tokens, truncation included)."""
-        return self.pre.token_ids(texts, task, role)
+    def token_ids(self, texts: Iterable[str], task: str | None = None, role: str | None = None) -> list[list[int]]:
+        """The ids the model sees for each text (prefix, special tokens, truncation included); any iterable."""
+        return self.pre.token_ids(texts_list(texts), task, role)
 
     def batch(self, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         return self.pre.pad(ids)

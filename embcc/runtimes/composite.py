@@ -7,7 +7,7 @@ error lists them); `encode_images(...)` runs the image tower. Children are opene
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +17,11 @@ from embcc.core.spec import ModelSpec
 
 
 class CompositeEmbedder:
-    def __init__(self, root: Path, children: list[Path], **options):
+    def __init__(self, root: Path, children: list[Path], opener: Callable[..., object], **options):
+        """`opener`: how one child directory opens (embcc.runtimes.open_artifact, passed in to keep the
+        package free of an import circle)."""
         self.root = Path(root)
+        self.opener = opener
         self.options = options
         self.children = {child: ModelSpec.read(child) for child in children}
         self._open: dict[Path, object] = {}
@@ -32,9 +35,7 @@ class CompositeEmbedder:
 
     def _child(self, path: Path):
         if path not in self._open:
-            from embcc.runtimes import open_artifact
-
-            self._open[path] = open_artifact(path, **self.options)
+            self._open[path] = self.opener(path, **self.options)
         return self._open[path]
 
     def _pick(self, parts: tuple[str, ...], task: str | None) -> Path:
