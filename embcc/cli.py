@@ -71,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
                        "parity.md and parity.html")
     v.add_argument("artifact", type=Path, help="the artifact directory (what export wrote)")
     v.add_argument("--reference", type=Path, required=True, help="the checkpoint directory")
+    v.add_argument("--device", default=None, choices=["cpu", "cuda"],
+                   help="where the artifact runs (default: its own: TensorRT on the GPU, the rest on the CPU)")
 
     b = sub.add_parser("build", help="export (LoRA merged and kept) and verify; a built-in v3 fixture by default")
     b.add_argument("checkpoint", type=Path, nargs="?", default=None,
@@ -98,6 +100,11 @@ def _parser() -> argparse.ArgumentParser:
     n.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the runtime's)")
     n.add_argument("--seconds", type=float, default=3.0, help="minimum measuring time per regime and runtime")
     n.add_argument("--json", type=Path, default=None, help="also write the results here")
+    n.add_argument("--regimes", default="short", help="short (1x16, 32x128 tokens), long (1x8192, 4 texts of "
+                   "512..8192: minutes), or both: short,long")
+    n.add_argument("--device", default=None, choices=["cpu", "cuda"], help="where the artifact (and the torch and "
+                   "plain sides) run (default: the artifact's own)")
+    n.add_argument("--no-memory", action="store_true", help="skip the peak-RSS children (one per side)")
     return p
 
 
@@ -110,6 +117,10 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["bench"] and "torch" not in sys.modules:
+        import os  # before the parser imports torch: its OpenMP pool then waits passively (docs/bench.md)
+
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         args = _parser().parse_args(argv)
     except SystemExit as e:  # argparse: --help / --version (0) or a usage error (2, one line already printed)
@@ -157,7 +168,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "verify":
         from embcc.verify import format_table, verify
 
-        report = verify(args.artifact, args.reference)
+        report = verify(args.artifact, args.reference, device=args.device)
         print(format_table(report))
         print(f"wrote {report['written_to']} and the report beside it: {Path(report['written_to']).stem}.html, .md")
         return 0 if report["passed"] else 1
@@ -188,7 +199,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "bench":
         from embcc.bench import bench, format_bench
 
-        result = bench(args.artifact, args.reference, threads=args.threads, seconds=args.seconds)
+        result = bench(args.artifact, args.reference, threads=args.threads, seconds=args.seconds,
+                       regimes=args.regimes, device=args.device, memory=not args.no_memory)
         print(format_bench(result))
         if args.json:
             import json

@@ -230,17 +230,25 @@ def _manifest(root: Path, art: Path) -> dict:
 
 
 def verify(artifact_path: str | Path, reference: str | Path | Bundle, *, texts: list[str] | None = None,
-           write: bool = True, max_tokens: int = VERIFY_MAX_TOKENS, full_context: bool = True) -> dict:
+           write: bool = True, max_tokens: int = VERIFY_MAX_TOKENS, full_context: bool = True,
+           device: str | None = None) -> dict:
     """Verify every artifact under `artifact_path` against the checkpoint `reference`; writes parity.json beside
     them (parity-<checkpoint sha256[:12]>.json when the checkpoint is not the artifact's source). A loaded Bundle
-    stands for its checkpoint directory: the reference is always built afresh from the files. Beside the JSON,
-    embcc.report writes the same name as .md and .html with PNG plots (report["report_files"])."""
+    stands for its checkpoint directory: the reference is always built afresh from the files. `device` (cpu |
+    cuda; None: the artifact's own) goes to open_artifact. Beside the JSON, embcc.report writes the same name as
+    .md and .html with PNG plots (report["report_files"])."""
     from embcc.pipeline import artifacts_in
     from embcc.reference import reference_for
 
     root = Path(artifact_path).resolve()
     checkpoint = Path(reference.path if isinstance(reference, Bundle) else reference).resolve()
     arts = artifacts_in(root)
+    if device == "cuda" and onnx_forms(arts[0]):  # no CUDA provider: one line before the reference loads
+        from embcc.runtimes.onnxrt import providers
+
+        providers("cuda")
+    elif device not in (None, "cpu", "cuda"):
+        raise EmbccError(f"unknown device {device!r}", "choose cpu or cuda")
     manifest = _manifest(root, arts[0])
     options = manifest.get("options", {})
     reference_sha = hash_tree(checkpoint)
@@ -263,7 +271,7 @@ def verify(artifact_path: str | Path, reference: str | Path | Bundle, *, texts: 
                 tiled = form == "model.onnx" and spec.attention in ("mha", "gqa")
                 length = min(asked, spec.max_length if tiled and full_context else max_tokens)
                 lengths.append(length)
-                embedder = open_artifact(art, model_file=form, max_length=length)
+                embedder = open_artifact(art, model_file=form, max_length=length, device=device)
                 graph = form if len(forms) > 1 else None
                 first = len(rows)
                 if spec.part in ("text", "combined"):

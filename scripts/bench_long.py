@@ -44,18 +44,14 @@ def peak_mb() -> float:
 # ---------------------------------------------------------------------------------------------------- set-up
 
 def fixture(work: Path, name: str) -> Path:
-    from embcc.families import jina_v3, write_fixture
+    from embcc.fixtures import jina_v3, write_fixture
 
     out = work / "ckpt" / name
     if out.exists():
         return out
     if name == "v3-l4h512":
         jina_v3.SIZES.setdefault(*V3_BENCH_SIZE)
-        from embcc.export.artifact import staged_dir
-
-        with staged_dir(out) as tmp:
-            jina_v3.JinaV3().write_fixture("jina-v3", tmp, size=V3_BENCH_SIZE[0], layout="original", seed=0)
-        return out
+        return write_fixture("jina-v3", out, size=V3_BENCH_SIZE[0], layout="original", seed=0)
     fx = {"v5-small": "jina-v5-small", "v5-nano": "jina-v5-nano", "v2-small": "jina-v2-small"}[name]
     return write_fixture(fx, out, seed=0)
 
@@ -102,16 +98,18 @@ def child(engine: str, target: str, lengths: list[int], threads: int, split: boo
         import torch
 
         torch.set_num_threads(threads)
-        from embcc.export.graph import adapt
         from embcc.families import load
+        from embcc.reference import reference_for
+        from embcc.reference.common import pool
 
-        bundle = load(Path(target))
+        bundle = load(Path(target))  # only for the task's name: the torch side is the reference, not the export
         task = bundle.spec.tasks[0].name if bundle.lora is not None else None
-        graph, _ = adapt(bundle, task=task, lora="merge" if bundle.lora is not None else None)
+        ref = reference_for(Path(target))
 
         def run(f: dict) -> np.ndarray:
+            ids, mask = torch.from_numpy(f["input_ids"]), torch.from_numpy(f["attention_mask"])
             with torch.inference_mode():
-                return graph(torch.from_numpy(f["input_ids"]), torch.from_numpy(f["attention_mask"]))[1].numpy()
+                return pool(ref._states(ids, mask, task).float(), mask, ref.pooling.mode).numpy()
         inputs = {"input_ids", "attention_mask"}
     else:
         import onnxruntime as ort

@@ -12,7 +12,8 @@ Checkpoints (random-weight fixtures in the published layouts):
   sentencepiece.bpe.model;
 - v3-published-tokenizer: the same weights with tokenizer.json only and a plain Precompiled normalizer, as Jina
   publishes it.
-For each: parity against the torch fp32 reference on the probe set (min cosine over tasks, max_length 512),
+For each: parity against the torch fp32 reference (embcc.reference: transformers + PEFT from the checkpoint's
+files, or JinaBERT's independent re-implementation; not embcc's export-side graph) on the probe set (min cosine over tasks, max_length 512),
 token agreement with the HF tokenizer (llama.cpp's tokenize alone, probe texts), and GGUF bytes (all files).
 """
 
@@ -28,13 +29,12 @@ import tempfile
 from pathlib import Path
 
 from embcc.core.spec import SPEC_FILE
-from embcc.export.torch_embedder import TorchEmbedder
 from embcc.families import load
 from embcc.fixtures import write_fixture
 from embcc.fixtures.tokenizers import as_published_v3
 from embcc.pipeline import export
 from embcc.probes import PROBES
-from embcc.runtimes.llamacpp import LlamaCppEmbedder
+from embcc.reference import reference_for
 from embcc.verify import compare
 
 MAX_LEN = 512
@@ -88,14 +88,16 @@ def wrap(gguf_dir: Path, ckpt: Path, keep: bool) -> Path:
 
 
 def measure(art_dirs: list[Path], ckpt: Path) -> dict:
-    bundle = load(ckpt)
-    ref = TorchEmbedder(bundle, max_length=MAX_LEN)
+    from embcc.runtimes.llamacpp import LlamaCppEmbedder  # llama-cpp-python: only where the table is made
+
+    ref = reference_for(ckpt)
     worst, agree, agree_rt, n = 1.0, 0, 0, 0
     for art in art_dirs:
         emb = LlamaCppEmbedder(art, max_length=MAX_LEN)
         tasks = [emb.spec.task] if emb.spec.lora == "merge" else [t.name for t in emb.spec.tasks] or [None]
         for task in tasks:
-            worst = min(worst, compare(ref.encode(PROBES, task=task), emb.encode(PROBES, task=task), {})["min_cosine"])
+            want = ref.encode(PROBES, task=task, max_length=MAX_LEN)
+            worst = min(worst, compare(want, emb.encode(PROBES, task=task), {})["min_cosine"])
         if n == 0:
             for t in PROBES:
                 hf = emb.tokenizer.encode(t).ids
@@ -104,6 +106,7 @@ def measure(art_dirs: list[Path], ckpt: Path) -> dict:
                     agree += emb.llm.tokenize(t.encode(), add_bos=True, special=False) == hf
                     agree_rt += emb.llama_tokens(t) == hf
         emb.close()
+    ref.close()
     size = sum(f.stat().st_size for a in art_dirs for f in a.glob("*.gguf"))
     return {"min_cos": worst, "tokens": f"{agree}/{n} ({agree_rt}/{n})", "bytes": size}
 

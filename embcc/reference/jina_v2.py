@@ -92,11 +92,11 @@ class V2Reference(ReferenceBase):
 
         q, k, v = (heads(self._lin(x, f"{p}attention.self.{name}")) for name in ("query", "key", "value"))
         keep = mask.bool()[:, None, None, :]  # [B, 1, 1, L]
-        pos = torch.arange(n, dtype=F64)
+        pos = torch.arange(n, dtype=x.dtype)  # float64 as verify runs it; float32 where bench casts the weights
         out = torch.empty_like(q)
         for s in range(0, n, QUERY_CHUNK):
             e = min(n, s + QUERY_CHUNK)
-            bias = -self.slopes[:, None, None] * (pos[s:e, None] - pos[None, :]).abs()[None]  # [heads, c, L]
+            bias = -self.slopes.to(x.dtype)[:, None, None] * (pos[s:e, None] - pos[None, :]).abs()[None]  # [heads, c, L]
             bias = bias[None].masked_fill(~keep, float("-inf"))
             out[:, :, s:e] = F.scaled_dot_product_attention(q[:, :, s:e], k, v, attn_mask=bias)
         return out.permute(0, 2, 1, 3).reshape(b, n, h)
