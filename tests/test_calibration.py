@@ -144,7 +144,8 @@ def test_artifacts_record_precision_and_what_stayed_float(reduced):
             else:
                 assert report["layers_hurting_most"] and report["mode"] == mode
             graph = onnx.load(str(art / "model.onnx"), load_external_data=False)
-            assert [i.type.tensor_type.elem_type for i in graph.graph.output] == [TensorProto.FLOAT] * 2
+            assert [o.name for o in graph.graph.output] == ["text_embeds", "sentence_embedding", "last_hidden_state"]
+            assert [i.type.tensor_type.elem_type for i in graph.graph.output] == [TensorProto.FLOAT] * 3
 
 
 def test_fp16_graph_stores_fp16_weights(reduced):

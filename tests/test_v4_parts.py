@@ -355,7 +355,9 @@ def test_onnx_text_graph_matches_torch(ckpt, merged, kept, tmp_path, mode):
     path = trace(graph, contract(graph), tmp_path)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == ["input_ids", "attention_mask"] + (["task_id"] if mode == "keep" else [])
-    assert [o.name for o in sess.get_outputs()] == ["text_embeds", "sentence_embedding", "multi_vector_embeddings"]
+    # last_hidden_state: the alias of text_embeds every text graph carries for sentence-transformers and TEI
+    assert [o.name for o in sess.get_outputs()] == ["text_embeds", "sentence_embedding", "multi_vector_embeddings",
+                                                    "last_hidden_state"]
     rng = np.random.default_rng(0)
     for b, n in [(1, 2), (3, 37), (5, 130)]:
         ids = rng.integers(0, 352, (b, n))
@@ -367,7 +369,8 @@ def test_onnx_text_graph_matches_torch(ckpt, merged, kept, tmp_path, mode):
         if mode == "keep":
             feed["task_id"] = np.array(1, np.int64)  # a scalar, as some clients send it
             extra = (torch.tensor([1]),)
-        states, single, multi = sess.run(None, feed)
+        states, single, multi, alias = sess.run(None, feed)
+        assert np.array_equal(states, alias)
         with torch.no_grad():
             t_states, t_single, t_multi = graph(torch.tensor(ids), torch.tensor(mask), *extra)
         m = mask.astype(bool)

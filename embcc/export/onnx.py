@@ -82,8 +82,8 @@ def trace(module: torch.nn.Module, contract: GraphContract, out_dir: Path) -> Pa
     program.save(str(path), external_data=needs_external(param_bytes(module)))
     if contract.open_rank:
         _free_rank(path, contract.open_rank)
-    if contract.outputs and contract.outputs[0] == TOKEN_STATES:
-        _add_alias(path)
+    if contract.outputs and contract.outputs[0] == TOKEN_STATES and "input_ids" in contract.inputs:
+        _add_alias(path)  # a text graph clients feed token ids (not v4's decoder over spliced image embeddings)
     return path
 
 
