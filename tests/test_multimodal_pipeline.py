@@ -69,6 +69,12 @@ def test_v4_text_graph_exports_and_verifies(v4, tmp_path, lora):
     assert main(["verify", str(out), "--reference", str(v4), "-q"]) == 0
     rows = _parity(out)
     assert {r["task"] for r in rows} >= ({"retrieval"} if lora == "merge" else {"retrieval", "text-matching", "code"})
+    from embcc.core.spec import ModelSpec
+    from embcc.pipeline import artifacts_in
+
+    art = artifacts_in(out)[0]
+    assert ModelSpec.read(art).attention == "gqa"  # the causal decoder fused into GroupQueryAttention
+    assert {r["graph"] for r in rows} == {"model.onnx", "model.portable.onnx"}  # both gated
     emb = open_artifact(out)
     kw = {"task": "retrieval"} if lora == "keep" else {}
     single = emb.encode(TEXTS, **kw)

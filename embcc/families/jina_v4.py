@@ -55,6 +55,13 @@ class JinaV4(Family):
         return Bundle(self, path, "base", ckpt.config, spec, ckpt.weights, ckpt.lora, list(ckpt.tokenizer_files),
                       hash_checkpoint(path), extra={"v4": ckpt}, files=files)
 
+    def attention(self, bundle: Bundle, part: str) -> dict | None:
+        """The text decoder (Qwen2.5-VL's language model: causal, grouped KV heads, no q/k norm): GroupQueryAttention
+        with causal=1, tiled; text positions are the same in every M-RoPE section, i.e. plain RoPE."""
+        t = bundle.extra["v4"].qwen_config.text_config
+        heads, kv = t.num_attention_heads, t.num_key_value_heads or t.num_attention_heads
+        return {"kind": "gqa", "heads": heads, "kv_heads": kv, "head_dim": t.hidden_size // heads, "causal": True}
+
     def part_module(self, adapted, part: str) -> tuple[nn.Module, GraphContract]:
         if part != "text":
             return super().part_module(adapted, part)
