@@ -10,6 +10,7 @@ are dynamic; RoPE and ALiBi tables are computed from the runtime length, not fro
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -154,6 +155,7 @@ class OnnxFormat(Format):
         with tempfile.TemporaryDirectory(prefix=".trace-", dir=where) as tmp:
             traced = trace(module, contract, Path(tmp))
             del module
+            gc.collect()  # the traced module's weights (cycles through the exporter) before the ONNX passes load theirs
             fp32_dir = where if calib is None else Path(tmp) / "fp32"
             fp32_dir.mkdir(exist_ok=True)
             fused = _fp32_forms(traced, fp32_dir, fusion)
@@ -189,5 +191,16 @@ def _fp32_forms(traced: Path, dst: Path, fusion: dict | None) -> dict | None:
         for f in traced.parent.iterdir():
             os.replace(f, dst / f.name)
         return None
-    save_onnx(onnx.load(str(traced)), dst / PORTABLE_FILE, external=True, location=WEIGHTS)
+    graph = onnx.load(str(traced), load_external_data=False)
+    files = {e.value for t in graph.graph.initializer for e in t.external_data if e.key == "location"}
+    if len(files) == 1:  # a large graph: move its one weight file into place, never read the weights
+        os.replace(traced.parent / files.pop(), dst / WEIGHTS)
+        for t in graph.graph.initializer:
+            for e in t.external_data:
+                if e.key == "location":
+                    e.value = WEIGHTS
+        onnx.save(graph, str(dst / PORTABLE_FILE))
+    else:
+        save_onnx(onnx.load(str(traced)), dst / PORTABLE_FILE, external=True, location=WEIGHTS)
+    del graph
     return fuse_attention_file(dst / PORTABLE_FILE, dst / MODEL_FILE, **fusion)
