@@ -341,7 +341,12 @@ def precision_notes(precision: dict) -> list[str]:
 
 def format_table(report: dict) -> str:
     rows = report["results"]
-    width = max([len("artifact")] + [len(r["artifact"]) for r in rows])
+    own = Path(report.get("artifact") or ".").name or "."  # a single artifact at the path itself: show its name
+
+    def shown(r: dict) -> str:
+        return own if r["artifact"] == "." else r["artifact"]
+
+    width = max([len("artifact")] + [len(shown(r)) for r in rows])
     gwidth = max([len("graph")] + [len(r.get("graph") or "-") for r in rows])
     head = (f"{'artifact':<{width}} {'graph':<{gwidth}} {'task':<18} {'min cos':>10} {'mean cos':>10} {'max |d|':>9} "
             f"{'rank@10':>8}  result")
@@ -356,7 +361,7 @@ def format_table(report: dict) -> str:
     for r in rows:
         why = f" ({', '.join(r.get('failed') or [])})" if r.get("failed") else ""
         lines.append(
-            f"{r['artifact']:<{width}} {r.get('graph') or '-':<{gwidth}} {r['task'] or '-'!s:<18} "
+            f"{shown(r):<{width}} {r.get('graph') or '-':<{gwidth}} {r['task'] or '-'!s:<18} "
             f"{r['min_cosine']:>10.7f} {r['mean_cosine']:>10.7f} {r['max_abs_diff']:>9.2e} "
             f"{r['ranking_agreement']:>8.3f}  {r.get('result') or ('pass' if r['passed'] else 'FAIL')}{why}"
         )
