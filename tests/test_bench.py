@@ -115,3 +115,19 @@ def test_verify_device_cpu_runs_on_cpu(ckpts, tmp_path):
     art = export(ckpts["v2-small"], tmp_path / "v2", max_length=64)
     report = verify(art, ckpts["v2-small"], device="cpu", write=False)
     assert report["passed"] and report["runtimes"] == ["onnxruntime"]
+
+
+def test_image_part_benches_images_against_the_reference_tower(tmp_path):
+    """jina-clip-v2's vision part: images/s of the artifact and of the reference's image tower, same probe images."""
+    from embcc.fixtures import write_fixture
+    from embcc.pipeline import export
+
+    ck = write_fixture("jina-clip-v2", tmp_path / "clip", seed=0)
+    out = export(ck, tmp_path / "vision", part="vision")
+    r = bench(out, ck, threads=1, seconds=0.01, memory=False)
+    assert [row["shape"] for row in r["rows"]] == ["1 image", "8 images"]
+    for row in r["rows"]:
+        assert row["regime"] == "images" and "error" in row["plain"]
+        assert _finite_positive(row["artifact"]["images_per_s"]) and _finite_positive(row["torch"]["images_per_s"])
+        assert _finite_positive(row["vs_torch"])
+    assert "8 images" in format_bench(r)

@@ -157,8 +157,11 @@ def bench(artifact: str | Path, reference: str | Path, *, threads: int | None = 
     checkpoint = Path(reference).resolve()
     arts = artifacts_in(root)
     text_arts = [a for a in arts if ModelSpec.read(a).part in ("text", "combined")]
-    skipped = [str(a.relative_to(root)) for a in arts if a not in text_arts]
+    image_arts = [a for a in arts if ModelSpec.read(a).part == "vision"]
+    skipped = [str(a.relative_to(root)) for a in arts if a not in text_arts and a not in image_arts]
     if not text_arts:
+        if image_arts:
+            return bench_images(root, image_arts, checkpoint, threads=threads, seconds=seconds, device=device)
         raise EmbccError(f"{root} holds no text artifact", "bench times text embedding; point at a text part")
     arena = "long" not in regimes  # long inputs: no ORT arena (runners.no_spin_options), sides free their peaks
     first = runners.open_side(text_arts[0], threads=threads, device=device, arena=arena)  # device errors first
@@ -261,6 +264,9 @@ def bench(artifact: str | Path, reference: str | Path, *, threads: int | None = 
                         result["rows"].append(row)
             if hasattr(emb, "close"):
                 emb.close()
+        if image_arts:
+            result["rows"] += bench_images(root, image_arts, ref, threads=threads, seconds=seconds,
+                                           device=device)["rows"]
         if memory_jobs:
             first_job = next(iter(memory_jobs.values()))
             result["memory"] = {"artifact": first_job["name"], "task": first_job["task"],
@@ -271,6 +277,55 @@ def bench(artifact: str | Path, reference: str | Path, *, threads: int | None = 
         if tmp is not None:
             tmp.cleanup()
     return result
+
+
+IMAGE_BATCHES = (1, 8)  # images per call: latency and a small batch
+
+
+def bench_images(root: Path, arts: list[Path], reference, *, threads: int, seconds: float,
+                 device: str | None) -> dict:
+    """Images/s of image parts (jina-clip-v2's vision tower) against the reference's image tower in torch, the
+    sides alternating on the same built-in probe images (preprocessing included on both sides). There is no plain
+    side: no published plain export of the tower exists to compare with. `reference` is a checkpoint path or an
+    open reference."""
+    from embcc.core.probe_images import probe_images
+    from embcc.reference import reference_for
+
+    own = not hasattr(reference, "encode_images")
+    ref = reference_for(Path(reference)) if own else reference
+    images = probe_images(max(IMAGE_BATCHES))
+    rows = []
+    try:
+        for art in arts:
+            emb = runners.open_side(art, threads=threads, device=device)
+            name = str(art.relative_to(root)) if art != root else "."
+            for n in IMAGE_BATCHES:
+                batch = images[:n]
+                calls = {"artifact": lambda batch=batch, emb=emb: emb.encode_images(batch),
+                         "torch": lambda batch=batch: ref.encode_images(batch)}
+                times = alternate(calls, seconds, MIN_RUNS["short"])
+                row = {"name": name, "task": None, "runtime": emb.runtime, "precision": emb.spec.precision,
+                       "graph": getattr(emb, "model_file", None), "plain_kind": None, "regime": "images",
+                       "shape": f"{n} image{'s' if n > 1 else ''}", "lengths": [], "capped": False, "tokens": 0,
+                       "plain": {"error": "n/a: no plain image-tower export to compare with"}}
+                for side in ("artifact", "torch"):
+                    t = times[side]
+                    if "median_s" in t:
+                        t["texts_per_s"] = t["images_per_s"] = n / t["median_s"]
+                    row[side] = t
+                a, o = times["artifact"].get("median_s"), times["torch"].get("median_s")
+                row["vs_torch"], row["vs_plain"] = (o / a if a and o else None), None
+                rows.append(row)
+            if hasattr(emb, "close"):
+                emb.close()
+    finally:
+        if own:
+            ref.close()
+    return {"artifact": str(root), "reference": str(getattr(ref, "path", reference)), "threads": threads,
+            "device": device or "default", "regimes": ["images"], "seconds": seconds, "rows": rows, "skipped": [],
+            "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,
+            "onnxruntime": __import__("onnxruntime").__version__, "omp_wait_policy": OMP_WAIT_POLICY,
+            "reference_model": ref.describe() if own else None}
 
 
 def _cell(x: dict, key: str = "texts_per_s") -> str:
