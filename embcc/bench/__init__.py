@@ -167,14 +167,9 @@ def bench(artifact: str | Path, reference: str | Path, *, threads: int | None = 
     first = runners.open_side(text_arts[0], threads=threads, device=device, arena=arena)  # device errors first
     options = _manifest_options(root, text_arts[0])
     ref = reference_for(checkpoint, rope_theta=options.get("rope_theta"))
-    import onnxruntime as ort
-
     result: dict = {
-        "embcc_version": __version__, "artifact": str(root), "reference": str(checkpoint), "threads": threads,
-        "device": device or "default", "regimes": regimes, "seconds": seconds, "ort_cpu_arena": arena,
-        "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-        "torch": torch.__version__, "onnxruntime": ort.__version__, "omp_wait_policy": OMP_WAIT_POLICY,
-        "skipped": skipped, "rows": [],
+        **_header(root, checkpoint, threads=threads, device=device, regimes=regimes, seconds=seconds),
+        "ort_cpu_arena": arena, "skipped": skipped, "rows": [],
     }
     tmp = None if work is not None else tempfile.TemporaryDirectory(prefix="embcc-bench-")
     work_dir = Path(work) if work is not None else Path(tmp.name)
@@ -321,11 +316,19 @@ def bench_images(root: Path, arts: list[Path], reference, *, threads: int, secon
     finally:
         if own:
             ref.close()
-    return {"artifact": str(root), "reference": str(getattr(ref, "path", reference)), "threads": threads,
-            "device": device or "default", "regimes": ["images"], "seconds": seconds, "rows": rows, "skipped": [],
-            "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,
-            "onnxruntime": __import__("onnxruntime").__version__, "omp_wait_policy": OMP_WAIT_POLICY,
-            "reference_model": ref.describe() if own else None}
+    return {**_header(root, getattr(ref, "path", reference), threads=threads, device=device, regimes=["images"],
+                      seconds=seconds),
+            "rows": rows, "skipped": [], "reference_model": ref.describe() if own else None}
+
+
+def _header(root: Path, reference, *, threads: int, device: str | None, regimes: list[str], seconds: float) -> dict:
+    """What every bench result records about the run: paths, settings, machine and library versions."""
+    import onnxruntime as ort
+
+    return {"embcc_version": __version__, "artifact": str(root), "reference": str(reference), "threads": threads,
+            "device": device or "default", "regimes": regimes, "seconds": seconds,
+            "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+            "torch": torch.__version__, "onnxruntime": ort.__version__, "omp_wait_policy": OMP_WAIT_POLICY}
 
 
 def _cell(x: dict, key: str = "texts_per_s") -> str:
