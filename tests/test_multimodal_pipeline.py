@@ -60,7 +60,8 @@ def test_clip_v2_vision_gguf_is_refused_with_the_reason(clip, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("lora", ["merge", "keep"])
-def test_v4_text_graph_exports_and_verifies(v4, tmp_path, lora):
+def test_v4_exports_and_verifies(v4, tmp_path, lora):
+    """Both parts (text/ and vision/, per task when merged), verified on texts and images, served by the root."""
     out = tmp_path / f"v4-{lora}"
     args = ["export", str(v4), "--out", str(out), "--lora", lora, "--max-length", "256", "-q"]
     if lora == "merge":
@@ -68,18 +69,25 @@ def test_v4_text_graph_exports_and_verifies(v4, tmp_path, lora):
     assert main(args) == 0
     assert main(["verify", str(out), "--reference", str(v4), "-q"]) == 0
     rows = _parity(out)
-    assert {r["task"] for r in rows} >= ({"retrieval"} if lora == "merge" else {"retrieval", "text-matching", "code"})
+    tasks = {"retrieval"} if lora == "merge" else {"retrieval", "text-matching", "code"}
+    assert {r["task"] for r in rows} >= tasks | {f"{t} (images)" for t in tasks} | {f"{t} (images, multi)" for t in tasks}
     from embcc.core.spec import ModelSpec
     from embcc.pipeline import artifacts_in
 
-    art = artifacts_in(out)[0]
-    assert ModelSpec.read(art).attention == "gqa"  # the causal decoder fused into GroupQueryAttention
-    assert {r["graph"] for r in rows} == {"model.onnx", "model.portable.onnx"}  # both gated
+    text, vision = artifacts_in(out)
+    assert ModelSpec.read(text).attention == "gqa"  # the causal decoder fused into GroupQueryAttention
+    assert ModelSpec.read(vision).part == "vision" and ModelSpec.read(vision).image["kind"] == "qwen2-vl"
+    text_rows = [r for r in rows if "images" not in r["task"]]
+    assert {r["graph"] for r in text_rows} == {"model.onnx", "model.portable.onnx"}  # both gated
     emb = open_artifact(out)
     kw = {"task": "retrieval"} if lora == "keep" else {}
     single = emb.encode(TEXTS, **kw)
     multi = emb.encode(TEXTS, vectors="multi", **kw)
     assert single.shape[0] == len(TEXTS) and len(multi) == len(TEXTS)
+    from embcc.core.probe_images import probe_images
+
+    pictures = emb.encode_images(probe_images()[:3], **kw)
+    assert pictures.shape == (3, single.shape[1]) and np.isfinite(pictures).all()
 
 
 def test_v4_scaled_adapter_fails_verify(v4, tmp_path):

@@ -70,6 +70,9 @@ def rows(feeds: Iterable[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarra
     """One text (and one image) at a time, padding cut off: exposing every tensor of a whole batch of long texts
     at once costs gigabytes on a full-size model (attention scores alone are heads x length^2 per text)."""
     for feed in feeds:
+        if "restore" in feed:  # a Qwen2.5-VL image graph's feed (embcc.core.vl_images): one image already
+            yield feed
+            continue
         ids, mask, pixels = feed.get("input_ids"), feed.get("attention_mask"), feed.get("pixel_values")
         count = max(x.shape[0] for x in (ids, pixels) if x is not None)
         for i in range(count):

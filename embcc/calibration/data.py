@@ -120,10 +120,34 @@ def image_feeds(spec: ModelSpec, n: int = CALIBRATION_IMAGES) -> list[dict[str, 
     return [{"pixel_values": preprocess(held_out[i:i + BATCH], spec.image or {})} for i in range(0, n, BATCH)]
 
 
+def vl_image_feeds(spec: ModelSpec, tokenizer_json: Path, *, keep: bool,
+                   n: int = CALIBRATION_IMAGES) -> list[dict[str, np.ndarray]]:
+    """Feeds of a Qwen2.5-VL image graph (jina-embeddings-v4's vision part), one held-out generated image each, as
+    the runtime builds them (embcc.core.vl_images); kept adapters cycle through the tasks."""
+    from tokenizers import Tokenizer
+
+    from embcc.core import vl_images
+    from embcc.core.probe_images import probe_images
+
+    facts = spec.image or {}
+    tokenizer = Tokenizer.from_file(str(tokenizer_json))
+    proc = vl_images.processor(facts)
+    out = []
+    for i, image in enumerate(probe_images(24 + n)[24:]):
+        pixels, grid = vl_images.patches([image], facts, proc)
+        feed = vl_images.image_feeds(pixels, grid, tokenizer, 0, facts)  # one image: no padding
+        if keep:
+            feed["task_id"] = np.array(spec.tasks[i % len(spec.tasks)].id, dtype=np.int64)
+        out.append(feed)
+    return out
+
+
 def part_feeds(texts: list[CalibrationText], spec: ModelSpec, tokenizer_json: Path, *, keep: bool,
                max_length: int, inputs: set[str]) -> list[dict[str, np.ndarray]]:
     """The feeds for one part of a model, restricted to the graph's own inputs: texts (text part), images (an
     image tower), or a text batch beside an image batch (jina-clip-v2's combined graph, both towers at once)."""
+    if (spec.image or {}).get("kind") == "qwen2-vl":
+        return [{k: v for k, v in f.items() if k in inputs} for f in vl_image_feeds(spec, tokenizer_json, keep=keep)]
     text = feeds(texts, spec, tokenizer_json, keep=keep, max_length=max_length) if "input_ids" in inputs else []
     images = image_feeds(spec) if "pixel_values" in inputs else []
     if text and images:

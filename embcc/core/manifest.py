@@ -34,9 +34,10 @@ def covered(name: str) -> bool:
 
 
 def find_manifest(artifact: Path) -> tuple[Path, dict] | None:
-    """(the directory holding manifest.json, its content) for an artifact directory, or None."""
+    """(the directory holding manifest.json, its content) for an artifact directory, or None: the artifact's own,
+    or its export root's (one level up: a task or a part; two: a task's part, as merged multi-part exports nest)."""
     artifact = Path(artifact)
-    for root in (artifact, artifact.parent):
+    for root in (artifact, artifact.parent, artifact.parent.parent):
         f = root / MANIFEST
         if f.is_file():
             try:
@@ -87,11 +88,12 @@ def check_artifact(artifact: Path, spec_format: int | None = None) -> int:
     files = manifest.get("files")
     if not isinstance(files, dict):
         raise EmbccError(f"{root / MANIFEST} lists no files", "the artifact is damaged: export it again")
-    prefix = "" if root == artifact else artifact.name + "/"
+    prefix = "" if root == artifact else artifact.relative_to(root).as_posix() + "/"
     fix = "export the artifact again (or restore the file from its source); open_artifact(..., verify=False) skips this check"
-    for rel, want in sorted(files.items()):
-        if not rel.startswith(prefix):
-            continue
+    mine = {rel: want for rel, want in files.items() if rel.startswith(prefix)}
+    if not mine:
+        raise EmbccError(f"{root / MANIFEST} lists no file of {artifact}", "the artifact is damaged: export it again")
+    for rel, want in sorted(mine.items()):
         path = root / rel
         if not path.is_file():
             raise EmbccError(f"{path} is listed in {MANIFEST} but missing", fix)

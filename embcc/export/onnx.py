@@ -188,8 +188,9 @@ def _fp32_forms(traced: Path, dst: Path, fusion: dict | None) -> dict | None:
     """The fp32 graphs in `dst`: model.onnx alone (no fusion), or model.portable.onnx + model.onnx (fused
     attention) over one external weight file; returns the fusion report (None without fusion)."""
     if fusion is None:
-        for f in traced.parent.iterdir():
-            os.replace(f, dst / f.name)
+        for f in list(traced.parent.iterdir()):
+            if f != dst:  # dst may be a fresh directory beside the traced graph (the fp32 stage of fp16 / int8)
+                os.replace(f, dst / f.name)
         return None
     graph = onnx.load(str(traced), load_external_data=False)
     files = {e.value for t in graph.graph.initializer for e in t.external_data if e.key == "location"}

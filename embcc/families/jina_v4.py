@@ -5,9 +5,9 @@ multi-vectors (projector per token, L2, masked) from one forward.
 Published layout (OLD Qwen2.5-VL naming, one `adapters/` folder with every task's keys): read by
 jina_v4_layout (transformers 5 maps the naming itself); the export-side modules are jina_v4_model's
 (transformers' own Qwen2.5-VL classes). Prompts `Query: ` / `Passage: ` (text-matching always `Query: `).
-Parts: `text` (one graph: token states, single vector, multi-vector). The image path (Qwen2.5-VL's vision encoder
-and the decoder over spliced visual tokens) runs in torch only: its window attention depends on the image grid's
-values, which torch.export cannot trace (measured); see the README.
+Parts: `text` (one graph: token states, single vector, multi-vector from input_ids) and `vision` (one graph:
+Qwen2.5-VL's vision encoder, the visual tokens spliced into Jina's image prompt, the decoder; its window
+attention's data-dependent indices come in as inputs, built by embcc.core.vl_images: families/jina_v4_vision.py).
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from embcc.core.spec import ModelSpec, Task
 from embcc.families.base import Family, hash_checkpoint
 from embcc.families.jina_v4_layout import DEFAULT_ROLE, QUERY_ONLY_TASKS, V4Checkpoint, detect, read
 from embcc.families.jina_v4_model import GGUF_FACTS, build_text_graph, contract
+from embcc.families.jina_v4_vision import build_image_graph, example_feeds, image_facts
+from embcc.families.jina_v4_vision import contract as image_contract
 
 
 def _tasks(ckpt: V4Checkpoint) -> list[Task]:
@@ -39,6 +41,16 @@ class JinaV4(Family):
     name = "jina-v4"
     layouts = ("base",)
     own_parts = ("text",)  # its text graph is its own module (three outputs), not export.graph's
+
+    def parts(self, bundle: Bundle) -> tuple[str, ...]:
+        return ("text", "vision") if bundle.extra["v4"].preprocessor else ("text",)
+
+    def part_spec(self, bundle: Bundle, part: str) -> ModelSpec:
+        """The vision part: images in, the same single / multi vectors out, adapters as the text part's (they sit
+        on the decoder); its `image` facts tell the runtime how to build the graph's inputs."""
+        if part == "vision":
+            return dataclasses.replace(bundle.spec, part="vision", image=image_facts(bundle.extra["v4"]))
+        return super().part_spec(bundle, part)
 
     @classmethod
     def detect(cls, config: dict, path: Path) -> bool:
@@ -56,20 +68,26 @@ class JinaV4(Family):
                       hash_checkpoint(path), extra={"v4": ckpt}, files=files)
 
     def attention(self, bundle: Bundle, part: str) -> dict | None:
-        """The text decoder (Qwen2.5-VL's language model: causal, grouped KV heads, no q/k norm): GroupQueryAttention
+        """The vision part keeps the standard ops (its segment-masked vision attention is not tiled; its image
+        prompts are a few hundred tokens). The text decoder (Qwen2.5-VL's language model: causal, grouped KV heads, no q/k norm): GroupQueryAttention
         with causal=1, tiled; text positions are the same in every M-RoPE section, i.e. plain RoPE."""
+        if part != "text":
+            return None
         t = bundle.extra["v4"].qwen_config.text_config
         heads, kv = t.num_attention_heads, t.num_key_value_heads or t.num_attention_heads
         return {"kind": "gqa", "heads": heads, "kv_heads": kv, "head_dim": t.hidden_size // heads, "causal": True}
 
     def part_module(self, adapted, part: str) -> tuple[nn.Module, GraphContract]:
-        if part != "text":
+        if part not in ("text", "vision"):
             return super().part_module(adapted, part)
         ckpt: V4Checkpoint = adapted.bundle.extra["v4"]
         # the adapted weights (the merged task folded in by the adapt step), then the family's own graph
         ckpt = dataclasses.replace(ckpt, weights=adapted.weights(), lora=adapted.bundle.lora)
         graph = build_text_graph(ckpt, keep=adapted.keeps_adapters, rope_theta=adapted.spec.rope_theta)
-        return graph, contract(graph)
+        if part == "text":
+            return graph, contract(graph)
+        image = build_image_graph(ckpt, graph)
+        return image, image_contract(image, example_feeds(ckpt, adapted.spec.image))
 
     def backbone(self, bundle: Bundle, weights: dict[str, torch.Tensor], rope_theta: float | None = None) -> nn.Module:
         raise NotImplementedError("jina-v4 builds its text graph in part_module")

@@ -207,10 +207,13 @@ class JinaV4Reference:
         return np.concatenate(out) if out else np.zeros((0, dim or self.hidden_size), np.float32)
 
     def image_batch(self, images: Sequence[Any]) -> dict[str, torch.Tensor]:
-        """The processor's inputs for a batch of PIL images: Jina's image prompt, padding "longest"."""
+        """The processor's inputs for a batch of images (paths, PIL images, uint8 arrays: loaded by the one
+        loading step every runtime shares, EXIF orientation applied), Jina's image prompt, padding "longest"."""
+        from embcc.core.images import load_images
+
         if self.image_processor is None:
             raise EmbccError(f"{self.path} has no preprocessor_config.json", "copy the files published with the model")
-        pix = self.image_processor(images=[im.convert("RGB") for im in images], return_tensors="pt")
+        pix = self.image_processor(images=load_images(images), return_tensors="pt")
         merge = self.image_processor.merge_size ** 2
         prompts = [IMAGE_PROMPT.replace("<|image_pad|>", "<|image_pad|>" * int(g.prod() // merge))
                    for g in pix["image_grid_thw"]]

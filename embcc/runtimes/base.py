@@ -6,6 +6,7 @@ Matryoshka truncation and L2 normalisation live here, once, so every artifact ru
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -107,9 +108,11 @@ class Embedder(ABC):
     def _embed_multi(self, input_ids: np.ndarray, attention_mask: np.ndarray, task_id: int | None) -> np.ndarray:
         raise EmbccError(f"the {self.runtime} runtime has no multi-vector output", "use vectors='single'")
 
-    def encode_images(self, images: Iterable, dim: int | None = None, batch_size: int = 8) -> np.ndarray:
+    def encode_images(self, images: Iterable, dim: int | None = None, batch_size: int = 8, task: str | None = None,
+                      vectors: str = "single") -> np.ndarray | list[np.ndarray]:
         """float32 [N, dim] L2-normalised image embeddings: paths, PIL images or uint8 arrays, preprocessed by the
-        one image step every runtime and the reference share (embcc.core.images)."""
+        one image step every runtime and the reference share (embcc.core.images). Models whose images go through
+        their decoder (jina-embeddings-v4) also take `task` (its adapter) and `vectors="multi"`."""
         from embcc.core.images import load_images, preprocess
 
         if self.spec.part not in ("vision", "combined") or not self.spec.image:
@@ -117,15 +120,51 @@ class Embedder(ABC):
                              "open the vision part (vision/ or combined/) of a model with an image tower")
         if isinstance(images, str | bytes):
             raise EmbccError("encode_images() takes a list of images, not one", "wrap the image in a list")
+        vl = self.spec.image.get("kind") == "qwen2-vl"
+        if vectors not in ("single", "multi"):
+            raise EmbccError(f"unknown vectors={vectors!r}", "choose 'single' or 'multi'")
+        if not vl and (vectors != "single" or task is not None):
+            raise EmbccError(f"{self.spec.family}'s image tower takes no task and has one vector per image",
+                             "leave out task= and vectors=")
+        if vectors == "multi" and dim is not None:
+            raise EmbccError("Matryoshka truncation applies to single vectors", "leave out dim with vectors='multi'")
         dim = self.spec.check_dim(dim)
         items = list(images)
         if not items:
-            return np.zeros((0, dim), dtype=np.float32)
+            return [] if vectors == "multi" else np.zeros((0, dim), dtype=np.float32)
+        if vl:
+            return self._encode_vl_images(load_images(items), task, vectors, dim)
         out = []
         for start in range(0, len(items), batch_size):
             pixels = preprocess(load_images(items[start:start + batch_size]), self.spec.image)
             out.append(np.asarray(self._embed_images(pixels), dtype=np.float64))
         return normalize(np.concatenate(out)[:, :dim])
+
+    def _encode_vl_images(self, images: list, task: str | None, vectors: str, dim: int) -> np.ndarray | list:
+        """Images through a Qwen2.5-VL image graph, one image per run (the vision attention masks are patches^2):
+        the graph's inputs from embcc.core.vl_images, the task's adapter by task_id where kept."""
+        from embcc.core import vl_images
+
+        facts = self.spec.image or {}
+        t = self.spec.task_by_name(task)
+        proc = vl_images.processor(facts)
+        tokenizer = copy.copy(self.tokenizer)  # image prompts are never truncated (the text max_length is not theirs)
+        tokenizer.no_truncation()
+        single, multi = [], []
+        for image in images:
+            pixels, grid = vl_images.patches([image], facts, proc)
+            feeds = vl_images.image_feeds(pixels, grid, tokenizer, self.pad_id, facts)
+            s, m = self._embed_vl(feeds, t.id if t else None, vectors)
+            if vectors == "multi":
+                multi.append(np.asarray(m[0][feeds["attention_mask"][0].astype(bool)], np.float32))
+            else:
+                single.append(np.asarray(s, np.float64))
+        if vectors == "multi":
+            return multi
+        return normalize(np.concatenate(single)[:, :dim])
+
+    def _embed_vl(self, feeds: dict[str, np.ndarray], task_id: int | None, vectors: str) -> tuple:
+        raise EmbccError(f"the {self.runtime} runtime runs no image graph", "open the artifact with onnxruntime")
 
     def _embed_images(self, pixel_values: np.ndarray) -> np.ndarray:
         raise EmbccError(f"the {self.runtime} runtime runs no image tower", "open the artifact with onnxruntime")

@@ -61,8 +61,9 @@ class CompositeEmbedder:
     def encode(self, texts: Iterable[str], task: str | None = None, **kw) -> np.ndarray:
         return self._child(self._pick(("text", "combined"), task)).encode(texts, task=task, **kw)
 
-    def encode_images(self, images: Iterable, **kw) -> np.ndarray:
-        return self._child(self._pick(("vision", "combined"), None)).encode_images(images, **kw)
+    def encode_images(self, images: Iterable, task: str | None = None, **kw) -> np.ndarray:
+        child = self._child(self._pick(("vision", "combined"), task))
+        return child.encode_images(images, **({"task": task} if task is not None else {}), **kw)
 
     def close(self) -> None:
         for child in self._open.values():

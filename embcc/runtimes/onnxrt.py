@@ -91,6 +91,19 @@ class OnnxEmbedder(Embedder):
         (states,) = self.session.run([self.outputs[0]], feeds)
         return pool_numpy(states.astype(np.float64), attention_mask, self.spec.pooling)
 
+    def _task_feed(self, feeds: dict, task_id: int | None) -> dict:
+        if "task_id" in self.inputs:
+            if task_id is None:
+                raise EmbccError("this graph selects its adapter by task_id", "pass a task")
+            feeds["task_id"] = np.full(self.task_shape, task_id, dtype=np.int64)
+        return feeds
+
+    def _embed_vl(self, feeds: dict[str, np.ndarray], task_id: int | None, vectors: str) -> tuple:
+        feeds = self._task_feed({k: v for k, v in feeds.items() if k in self.inputs}, task_id)
+        name = "multi_vector_embeddings" if vectors == "multi" else "sentence_embedding"
+        (out,) = self.session.run([name], feeds)
+        return (None, out) if vectors == "multi" else (out, None)
+
     def _embed_multi(self, input_ids: np.ndarray, attention_mask: np.ndarray, task_id: int | None) -> np.ndarray:
         if "multi_vector_embeddings" not in self.outputs:
             raise EmbccError(f"{self.model_file} has no multi-vector output", "use vectors='single'")
