@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
 F64 = torch.float64
@@ -405,3 +406,15 @@ def v5_reference(ckpt_dir: str | Path, texts: Sequence[str], *, task: str | None
         pooled = x[torch.arange(len(group)), mask.sum(1) - 1]  # right padding: the last real token (the EOS)
         out.append((pooled / pooled.norm(dim=-1, keepdim=True)).numpy())
     return np.concatenate(out)
+
+
+def sharpen_attention(ckpt: Path, out: Path, factor: float) -> Path:
+    """A copy of an original-layout v3 checkpoint, the q and k rows of every fused Wqkv scaled by `factor`."""
+    shutil.copytree(ckpt, out)
+    tensors = load_file(str(out / "model.safetensors"))
+    for key, w in tensors.items():
+        if key.endswith(".mixer.Wqkv.parametrizations.weight.original"):
+            h = w.shape[1]
+            tensors[key] = torch.cat([w[: 2 * h] * factor, w[2 * h :]]).contiguous()
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    return out

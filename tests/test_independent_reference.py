@@ -16,15 +16,12 @@ only).
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from reference_impls import alibi_slopes, v2_reference, v3_original_reference
-from safetensors.torch import load_file, save_file
+from reference_impls import alibi_slopes, sharpen_attention, v2_reference, v3_original_reference
 
 from embcc.export.torch_embedder import TorchEmbedder
 from embcc.families import load
@@ -70,18 +67,6 @@ FIXTURES = {
     "v2-small": ("jina-v2-small", None),
     "v2-base": ("jina-v2-base", None),  # 6 heads: non power-of-2 ALiBi slopes
 }
-
-
-def sharpen_attention(ckpt: Path, out: Path, factor: float) -> Path:
-    """A copy of an original-layout v3 checkpoint, the q and k rows of every fused Wqkv scaled by `factor`."""
-    shutil.copytree(ckpt, out)
-    tensors = load_file(str(out / "model.safetensors"))
-    for key, w in tensors.items():
-        if key.endswith(".mixer.Wqkv.parametrizations.weight.original"):
-            h = w.shape[1]
-            tensors[key] = torch.cat([w[: 2 * h] * factor, w[2 * h :]]).contiguous()
-    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from reference_impls import v2_reference, v3_hf_reference, v3_original_reference, v5_reference
+from reference_impls import (
+    sharpen_attention,
+    v2_reference,
+    v3_hf_reference,
+    v3_original_reference,
+    v5_reference,
+)
 from safetensors.torch import load_file, save_file
 
 import embcc.reference.jina_v3 as ref_v3
@@ -47,25 +53,12 @@ FORBIDDEN = ("embcc.families", "embcc.export", "embcc.runtimes", "embcc.calibrat
              "embcc.verify", "embcc.modelspec")
 
 
-def sharpen(ckpt: Path, out: Path, factor: float = 4.0) -> Path:
-    """A copy of an original-layout v3 checkpoint with the q and k rows of every Wqkv scaled: peaked attention
-    (random weights attend almost uniformly, which makes the vectors nearly blind to the RoPE theta)."""
-    shutil.copytree(ckpt, out)
-    tensors = load_file(str(out / "model.safetensors"))
-    for key, w in tensors.items():
-        if key.endswith(".mixer.Wqkv.parametrizations.weight.original"):
-            h = w.shape[1]
-            tensors[key] = torch.cat([w[: 2 * h] * factor, w[2 * h :]]).contiguous()
-    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
-    return out
-
-
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("ref-ckpt")
     out = {key: write_fixture(name, root / key, size="tiny", layout=layout, seed=0)
            for key, (name, layout) in FIXTURES.items()}
-    out["v3-sharp"] = sharpen(out["v3"], root / "v3-sharp")
+    out["v3-sharp"] = sharpen_attention(out["v3"], root / "v3-sharp", 4.0)  # peaked attention: theta shows
     return out
 
 

@@ -139,3 +139,15 @@ def test_image_graph_without_restore_fails_verify(v4_dir, tmp_path, monkeypatch)
     assert not report["passed"]
     failed = {r["task"] for r in report["results"] if not r["passed"]}
     assert "code (images)" in failed, failed
+
+
+def test_bench_times_v4_images_against_the_reference(kept_onnx, v4_dir):
+    """bench's image rows for v4: the artifact's image graph and the reference's Qwen2.5-VL forward, both timed on
+    the same generated images for one task (no plain side: none is published)."""
+    from embcc.bench import bench
+
+    r = bench(kept_onnx, v4_dir, threads=1, seconds=0.01, memory=False)
+    rows = r["rows"]
+    assert rows and all(x["regime"] == "images" and x["task"] == "retrieval" for x in rows)
+    assert all(x["artifact"]["images_per_s"] > 0 and x["torch"]["images_per_s"] > 0 for x in rows)
+    assert all("n/a" in x["plain"]["error"] for x in rows)

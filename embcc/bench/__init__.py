@@ -279,7 +279,8 @@ IMAGE_BATCHES = (1, 8)  # images per call: latency and a small batch
 
 def bench_images(root: Path, arts: list[Path], reference, *, threads: int, seconds: float,
                  device: str | None) -> dict:
-    """Images/s of image parts (jina-clip-v2's vision tower) against the reference's image tower in torch, the
+    """Images/s of image parts (jina-clip-v2's vision tower; v4's image graph, for the artifact's task or the
+    first of kept ones) against the reference's image tower in torch, the
     sides alternating on the same built-in probe images (preprocessing included on both sides). There is no plain
     side: no published plain export of the tower exists to compare with. `reference` is a checkpoint path or an
     open reference."""
@@ -290,16 +291,21 @@ def bench_images(root: Path, arts: list[Path], reference, *, threads: int, secon
     ref = reference_for(Path(reference)) if own else reference
     images = probe_images(max(IMAGE_BATCHES))
     rows = []
+    described = ref.describe() if own else None  # before close(): a closed reference describes nothing
     try:
         for art in arts:
             emb = runners.open_side(art, threads=threads, device=device)
             name = str(art.relative_to(root)) if art != root else "."
+            spec = emb.spec
+            vl = (spec.image or {}).get("kind") == "qwen2-vl"  # v4: images through the decoder, per task
+            task = (spec.task or spec.tasks[0].name) if vl else None
+            kw = {"task": task} if vl else {}
             for n in IMAGE_BATCHES:
                 batch = images[:n]
-                calls = {"artifact": lambda batch=batch, emb=emb: emb.encode_images(batch),
-                         "torch": lambda batch=batch: ref.encode_images(batch)}
+                calls = {"artifact": lambda batch=batch, emb=emb, kw=kw: emb.encode_images(batch, **kw),
+                         "torch": lambda batch=batch, kw=kw: ref.encode_images(batch, **kw)}
                 times = alternate(calls, seconds, MIN_RUNS["short"])
-                row = {"name": name, "task": None, "runtime": emb.runtime, "precision": emb.spec.precision,
+                row = {"name": name, "task": task, "runtime": emb.runtime, "precision": emb.spec.precision,
                        "graph": getattr(emb, "model_file", None), "plain_kind": None, "regime": "images",
                        "shape": f"{n} image{'s' if n > 1 else ''}", "lengths": [], "capped": False, "tokens": 0,
                        "plain": {"error": "n/a: no plain image-tower export to compare with"}}
@@ -318,7 +324,7 @@ def bench_images(root: Path, arts: list[Path], reference, *, threads: int, secon
             ref.close()
     return {**_header(root, getattr(ref, "path", reference), threads=threads, device=device, regimes=["images"],
                       seconds=seconds),
-            "rows": rows, "skipped": [], "reference_model": ref.describe() if own else None}
+            "rows": rows, "skipped": [], "reference_model": described}
 
 
 def _header(root: Path, reference, *, threads: int, device: str | None, regimes: list[str], seconds: float) -> dict:

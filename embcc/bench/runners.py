@@ -97,6 +97,8 @@ def _reference_batches(ref, ids: list[list[int]]):
 def torch_runner(ref, task: str | None, device: str = "cpu") -> Callable[[list[list[int]]], Call]:
     from embcc.reference.common import pool
 
+    if hasattr(ref, "_hidden") and hasattr(ref, "set_task"):  # jina-embeddings-v4: Qwen2.5-VL's own forward
+        return _v4_torch_runner(ref, task, device)
     if not hasattr(ref, "_states"):
         raise RuntimeError(f"the {type(ref).__name__} reference has no token-state forward to time")
     mode = ref.pooling.mode
@@ -109,6 +111,31 @@ def torch_runner(ref, task: str | None, device: str = "cpu") -> Callable[[list[l
                 out = [pool(ref._states(i, m, task).float().cpu(), m.cpu(), mode) for i, m in batches]
             if device == "cuda":
                 torch.cuda.synchronize()
+            return out
+        return call
+    return prepare
+
+
+def _v4_torch_runner(ref, task: str | None, device: str) -> Callable[[list[list[int]]], Call]:
+    """The v4 reference's forward (transformers' Qwen2.5-VL with PEFT's unmerged adapter, positions from its own
+    get_rope_index), mean-pooled as its encode does; CPU only (its positions are computed on the CPU)."""
+    from embcc.reference.common import length_batches
+
+    if device != "cpu":
+        raise RuntimeError("the jina-embeddings-v4 reference is timed on the CPU only")
+    ref.set_task(task)
+    pad = ref.tokenizer.pad_token_id or 0
+
+    def prepare(ids: list[list[int]]) -> Call:
+        batches = [(i, m) for _, i, m in length_batches(ids, len(ids), pad)]
+
+        def call() -> list:
+            out = []
+            with torch.inference_mode():
+                for i, m in batches:
+                    hidden = ref._hidden({"input_ids": i, "attention_mask": m})
+                    p = m.unsqueeze(-1).to(hidden.dtype)
+                    out.append((hidden * p).sum(1) / p.sum(1))
             return out
         return call
     return prepare

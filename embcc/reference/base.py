@@ -31,9 +31,12 @@ class ReferenceBase(ABC):
 
     # -- what a family decides ------------------------------------------------------------------------------
 
+    instructions: dict[str, str] = {}  # task -> prompt, from the checkpoint's config (v3, clip-v2's text tower)
+
     def _prompt(self, task: str | None, role: str | None) -> str:
-        """The text put before every input for `task` and `role` (validated by `_check`)."""
-        return ""
+        """The text put before every input for `task` and `role` (validated by `_check`): the task's
+        instruction where the checkpoint's config has one, else nothing."""
+        return "" if task is None else self.instructions.get(task, "")
 
     @abstractmethod
     def _states(self, input_ids: torch.Tensor, mask: torch.Tensor, task: str | None) -> torch.Tensor:

@@ -109,9 +109,6 @@ class ClipReference(ReferenceBase):
             self._release()
             raise
 
-    def _prompt(self, task: str | None, role: str | None) -> str:
-        return "" if task is None else self.instructions.get(task, "")
-
     def _states(self, input_ids: torch.Tensor, mask: torch.Tensor, task: str | None) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state  # the adapter is always on
 

@@ -320,9 +320,6 @@ class V3Reference(ReferenceBase):
             self._release()
             raise
 
-    def _prompt(self, task: str | None, role: str | None) -> str:
-        return "" if task is None else self.instructions.get(task, "")
-
     def _states(self, input_ids: torch.Tensor, mask: torch.Tensor, task: str | None) -> torch.Tensor:
         if not self.folders:
             return self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state

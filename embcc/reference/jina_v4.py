@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from embcc.core.errors import EmbccError
+from embcc.reference.common import length_batches
 
 PREFIX = {"query": "Query: ", "passage": "Passage: "}
 IMAGE_PROMPT = "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Describe the image.<|im_end|>\n"
@@ -193,18 +194,21 @@ class JinaV4Reference:
         self.set_task(task)
         prefix = self.prefix(task, role)
         length = TEXT_MAX_LENGTH if max_length is None else min(max_length, TEXT_MAX_LENGTH)
-        out: list = []
-        for i in range(0, len(texts), batch_size):
-            group = [prefix + t for t in texts[i:i + batch_size]]
-            batch = dict(self.tokenizer(group, return_tensors="pt", padding="longest", truncation=True,
-                                        max_length=length))
-            batch.pop("token_type_ids", None)
+        texts = list(texts)
+        ids = self.tokenizer([prefix + t for t in texts], truncation=True, max_length=length)["input_ids"]
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        singles: list[np.ndarray | None] = [None] * len(texts)
+        multis: list[np.ndarray | None] = [None] * len(texts)
+        # longest first, batch x longest^2 bounded (common.length_batches): a 32K probe runs alone, unpadded
+        for rows, input_ids, mask in length_batches(ids, batch_size, pad):
+            batch = {"input_ids": input_ids, "attention_mask": mask}
             hidden = self._hidden(batch)
-            res = self._outputs(hidden, batch, batch["attention_mask"], vectors, dim)
-            out.extend(res if vectors == "multi" else [res])
+            res = self._outputs(hidden, batch, mask, vectors, dim)
+            for k, i in enumerate(rows):
+                (multis if vectors == "multi" else singles)[i] = res[k]
         if vectors == "multi":
-            return out
-        return np.concatenate(out) if out else np.zeros((0, dim or self.hidden_size), np.float32)
+            return multis
+        return np.stack(singles) if singles else np.zeros((0, dim or self.hidden_size), np.float32)
 
     def image_batch(self, images: Sequence[Any]) -> dict[str, torch.Tensor]:
         """The processor's inputs for a batch of images (paths, PIL images, uint8 arrays: loaded by the one
