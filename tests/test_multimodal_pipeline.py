@@ -103,3 +103,16 @@ def test_v4_scaled_adapter_fails_verify(v4, tmp_path):
     out = export(v4, tmp_path / "v4-scaled", task="retrieval", max_length=128, bundle=bundle)
     report = verify(out, v4, write=False)
     assert not report["passed"]
+
+
+def test_v4_verify_reaches_the_full_context(v4, tmp_path):
+    """A default export verified as a user runs it: the fused text graph to 32,768 tokens. The reference runs its
+    longest probes alone (it once batched them and asked for 34 GB) and token rows need no tokens^2 matrix (63,000
+    tokens once asked for 30 GB)."""
+    from embcc.pipeline import export
+    from embcc.verify import verify
+
+    out = export(v4, tmp_path / "v4-full-context", task="code", part="text")
+    report = verify(out, v4, write=False)
+    assert report["passed"] and report["probe_max_tokens"] == 32768
+    assert {r["task"] for r in report["results"]} == {"code", "code (multi)"}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ import torch
 
 from embcc.core.errors import EmbccError
 from embcc.core.lora import LoraSet, LoraWeights
+from embcc.core.weights import WEIGHT_DTYPES, LazyWeights, shape_of
 from embcc.families.base import read_config, read_safetensors, tokenizer_files, weight_files
 
 ARCHITECTURE = "JinaEmbeddingsV4Model"
@@ -50,7 +52,7 @@ class V4Checkpoint:
     path: Path
     config: dict[str, Any]  # config.json as published
     qwen_config: Any  # transformers' Qwen2_5_VLConfig built from it (float32, sdpa)
-    weights: dict[str, torch.Tensor]  # float32, Qwen2_5_VLForConditionalGeneration names + multi_vector_projector
+    weights: Mapping[str, torch.Tensor]  # LazyWeights (float32 on access), Qwen2_5_VL names + multi_vector_projector
     lora: LoraSet  # every task, language model and projector
     lora_rank: int
     lora_alpha: float
@@ -265,15 +267,16 @@ def _read_weights(path: Path, cfg: Any, projector_dim: int) -> tuple[dict[str, t
         if tuple(weights[k].shape) != tuple(shape):
             raise EmbccError(f"{path}: tensor {k} has shape {list(weights[k].shape)} but config.json implies "
                              f"{list(shape)}", "the weights do not belong to this config.json")
-        if not weights[k].is_floating_point():
+        if weights[k].dtype not in WEIGHT_DTYPES:
             raise EmbccError(f"{path}: tensor {k} is {weights[k].dtype}, not a float type", "re-download the weights")
-    return {k: v.float() for k, v in weights.items()}, rename
+    # float32 on access, read from the files each time: a 3.8B checkpoint is never held whole (15 GB at fp32)
+    return LazyWeights(weights), rename
 
 
 # ---- adapters ---------------------------------------------------------------------------------------------------
 
 
-def read_adapters(folder: Path, tasks: list[str], weights: dict[str, torch.Tensor],
+def read_adapters(folder: Path, tasks: list[str], weights: Mapping[str, torch.Tensor],
                   rename=lambda k: k) -> tuple[LoraSet, int, float]:
     """Jina's one adapter folder: PEFT's config loader for adapter_config.json, safetensors for the weights,
     split by the per-task key suffix; returns (LoraSet in `tasks` order, rank, alpha)."""
@@ -331,8 +334,9 @@ def read_adapters(folder: Path, tasks: list[str], weights: dict[str, torch.Tenso
     modules = sorted({k[0] for k in per})
     out: dict[str, LoraWeights] = {}
     for module in modules:
-        base = weights.get(f"{module}.weight")
-        if base is None or base.dim() != 2:
+        name = f"{module}.weight"
+        base = shape_of(weights, name) if name in weights else None  # shapes only: nothing is read
+        if base is None or len(base) != 2:
             raise EmbccError(f"{folder}: adapter for {module}, which the model does not have as a Linear",
                              "the adapters belong to another model")
         a_list, b_list = [], []
@@ -342,10 +346,10 @@ def read_adapters(folder: Path, tasks: list[str], weights: dict[str, torch.Tenso
                     raise EmbccError(f"{folder}: the adapter of {module} lacks lora_{ab} for task {task!r}",
                                      "every task needs both factors on every adapted module; re-download")
             a, b = per[(module, "A", task)], per[(module, "B", task)]
-            out_f, in_f = base.shape
+            out_f, in_f = base
             if a.dim() != 2 or b.dim() != 2 or a.shape != (cfg.r, in_f) or b.shape != (out_f, cfg.r):
                 raise EmbccError(f"{folder}: adapter of {module} ({task}) has shapes {list(a.shape)}/{list(b.shape)}, "
-                                 f"not [{cfg.r}, {in_f}]/[{out_f}, {cfg.r}] (rank {cfg.r}, weight {list(base.shape)})",
+                                 f"not [{cfg.r}, {in_f}]/[{out_f}, {cfg.r}] (rank {cfg.r}, weight {list(base)})",
                                  "the adapters were trained for another base model or rank")
             a_list.append(a.float())
             b_list.append(b.float() * scaling)
