@@ -278,18 +278,18 @@ IMAGE_BATCHES = (1, 8)  # images per call: latency and a small batch
 
 
 def bench_images(root: Path, arts: list[Path], reference, *, threads: int, seconds: float,
-                 device: str | None) -> dict:
+                 device: str | None, batches: tuple[int, ...] = IMAGE_BATCHES) -> dict:
     """Images/s of image parts (jina-clip-v2's vision tower; v4's image graph, for the artifact's task or the
     first of kept ones) against the reference's image tower in torch, the
     sides alternating on the same built-in probe images (preprocessing included on both sides). There is no plain
     side: no published plain export of the tower exists to compare with. `reference` is a checkpoint path or an
-    open reference."""
+    open reference. `batches`: images per call (full size: `(1,)` keeps an EVA02-L run to minutes)."""
     from embcc.core.probe_images import probe_images
     from embcc.reference import reference_for
 
     own = not hasattr(reference, "encode_images")
     ref = reference_for(Path(reference)) if own else reference
-    images = probe_images(max(IMAGE_BATCHES))
+    images = probe_images(max(batches))
     rows = []
     described = ref.describe() if own else None  # before close(): a closed reference describes nothing
     try:
@@ -300,7 +300,7 @@ def bench_images(root: Path, arts: list[Path], reference, *, threads: int, secon
             vl = (spec.image or {}).get("kind") == "qwen2-vl"  # v4: images through the decoder, per task
             task = (spec.task or spec.tasks[0].name) if vl else None
             kw = {"task": task} if vl else {}
-            for n in IMAGE_BATCHES:
+            for n in batches:
                 batch = images[:n]
                 calls = {"artifact": lambda batch=batch, emb=emb, kw=kw: emb.encode_images(batch, **kw),
                          "torch": lambda batch=batch, kw=kw: ref.encode_images(batch, **kw)}
