@@ -151,3 +151,15 @@ def test_bench_times_v4_images_against_the_reference(kept_onnx, v4_dir):
     assert rows and all(x["regime"] == "images" and x["task"] == "retrieval" for x in rows)
     assert all(x["artifact"]["images_per_s"] > 0 and x["torch"]["images_per_s"] > 0 for x in rows)
     assert all("n/a" in x["plain"]["error"] for x in rows)
+
+
+def test_bench_times_v4_multi_vectors(v4_dir, tmp_path):
+    """bench's multi rows: the text graph's multi-vector output against the reference's projector, short shapes."""
+    from embcc.bench import bench
+
+    out = export(v4_dir, tmp_path / "text", task="code", part="text", max_length=128)
+    r = bench(out, v4_dir, threads=1, seconds=0.01, memory=False)
+    multi = [x for x in r["rows"] if x["regime"] == "multi"]
+    assert {x["shape"] for x in multi} == {"1x16", "32x128"}
+    assert all(x["artifact"]["texts_per_s"] > 0 and x["torch"]["texts_per_s"] > 0 for x in multi)
+    assert all("n/a" in x["plain"]["error"] for x in multi)

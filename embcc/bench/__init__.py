@@ -228,13 +228,20 @@ def bench(artifact: str | Path, reference: str | Path, *, threads: int | None = 
                     if callable(prep["plain"]):
                         memory_jobs["plain"] = {**base, "side": "plain", "plain": str(plain_path),
                                                 "pooling": ref.pooling.mode, "pad_id": ref.tokens.pad_id}
-                for regime in regimes:
-                    for label, lengths, capped in shapes_for(regime, cap):
+                modes = [(regime, regime, prep) for regime in regimes]
+                if spec.multi_vector_dim and "short" in regimes:  # v4's multi-vector output, short shapes
+                    modes.append(("multi", "short", {
+                        "artifact": runners.artifact_runner(emb, task, vectors="multi"),
+                        "torch": prep["torch"] if isinstance(prep["torch"], str)
+                        else runners.torch_multi_runner(ref, task),
+                        "plain": "n/a: the plain path has no multi-vector output"}))
+                for regime, shape_regime, sides in modes:
+                    for label, lengths, capped in shapes_for(shape_regime, cap):
                         progress.step(f"bench {name} {task or ''} {regime}: {label}".replace("  ", " "))
                         ids = runners.token_ids(lengths, vocab)
                         calls, errors = {}, {}
                         for side in SIDES:
-                            p = prep[side]
+                            p = sides[side]
                             if callable(p):
                                 try:
                                     calls[side] = p(ids)
@@ -242,7 +249,7 @@ def bench(artifact: str | Path, reference: str | Path, *, threads: int | None = 
                                     errors[side] = {"error": _error(e)}
                             else:
                                 errors[side] = {"error": p}
-                        times = {**alternate(calls, seconds, MIN_RUNS[regime]), **errors}
+                        times = {**alternate(calls, seconds, MIN_RUNS[shape_regime]), **errors}
                         row = {"name": name, "task": task, "runtime": emb.runtime, "precision": spec.precision,
                                "graph": getattr(emb, "model_file", None), "plain_kind": plain_kind, "regime": regime,
                                "shape": label, "lengths": lengths, "capped": capped, "tokens": sum(lengths)}

@@ -61,19 +61,20 @@ def open_side(art: Path, *, threads: int, device: str | None, max_length: int | 
     return emb
 
 
-def artifact_runner(emb, task: str | None) -> Callable[[list[list[int]]], Call]:
+def artifact_runner(emb, task: str | None, vectors: str = "single") -> Callable[[list[list[int]]], Call]:
     from embcc.runtimes.batching import plan_batches
 
     t = emb.spec.task_by_name(task)
     task_id = t.id if t else None
     kind = emb.attention_kind()
+    embed = emb._embed_multi if vectors == "multi" else emb._embed
 
     def prepare(ids: list[list[int]]) -> Call:
         groups = plan_batches([max(2, len(x)) for x in ids], len(ids), kind)
         feeds = [emb.batch([ids[i] for i in g]) for g in groups]
 
-        def call() -> np.ndarray:
-            return np.concatenate([np.asarray(emb._embed(i, m, task_id)) for i, m in feeds])
+        def call() -> list:
+            return [np.asarray(embed(i, m, task_id)) for i, m in feeds]
         return call
     return prepare
 
@@ -116,9 +117,10 @@ def torch_runner(ref, task: str | None, device: str = "cpu") -> Callable[[list[l
     return prepare
 
 
-def _v4_torch_runner(ref, task: str | None, device: str) -> Callable[[list[list[int]]], Call]:
+def _v4_torch_runner(ref, task: str | None, device: str, multi: bool = False) -> Callable[[list[list[int]]], Call]:
     """The v4 reference's forward (transformers' Qwen2.5-VL with PEFT's unmerged adapter, positions from its own
-    get_rope_index), mean-pooled as its encode does; CPU only (its positions are computed on the CPU)."""
+    get_rope_index), mean-pooled as its encode does, or (`multi`) its multi-vector projector per token, L2, masked;
+    CPU only (its positions are computed on the CPU)."""
     from embcc.reference.common import length_batches
 
     if device != "cpu":
@@ -135,10 +137,20 @@ def _v4_torch_runner(ref, task: str | None, device: str) -> Callable[[list[list[
                 for i, m in batches:
                     hidden = ref._hidden({"input_ids": i, "attention_mask": m})
                     p = m.unsqueeze(-1).to(hidden.dtype)
-                    out.append((hidden * p).sum(1) / p.sum(1))
+                    if multi:
+                        out.append(torch.nn.functional.normalize(ref.model.multi_vector_projector(hidden), dim=-1) * p)
+                    else:
+                        out.append((hidden * p).sum(1) / p.sum(1))
             return out
         return call
     return prepare
+
+
+def torch_multi_runner(ref, task: str | None) -> Callable[[list[list[int]]], Call]:
+    """Multi-vectors on the torch side (jina-embeddings-v4's reference)."""
+    if not hasattr(ref, "_hidden"):
+        raise RuntimeError(f"the {type(ref).__name__} reference has no multi-vector output")
+    return _v4_torch_runner(ref, task, "cpu", multi=True)
 
 
 def plain_runner(session, pooling: str, pad_id: int) -> Callable[[list[list[int]]], Call]:
