@@ -163,3 +163,41 @@ def test_bench_times_v4_multi_vectors(v4_dir, tmp_path):
     assert {x["shape"] for x in multi} == {"1x16", "32x128"}
     assert all(x["artifact"]["texts_per_s"] > 0 and x["torch"]["texts_per_s"] > 0 for x in multi)
     assert all("n/a" in x["plain"]["error"] for x in multi)
+
+
+@pytest.mark.parametrize("lora", ["merge", "keep"])
+def test_streamed_export_writes_the_same_graphs(v4_dir, tmp_path, monkeypatch, lora):
+    """The streamed ONNX export (a full-size v4 is traced on the meta device and its weights written from the
+    files one tensor at a time) gives the graphs the in-memory export gives: forced on the tiny fixture, both parts,
+    every output equal."""
+    import onnxruntime as ort
+
+    from embcc.families import jina_v4_model
+    from embcc.pipeline import artifacts_in
+
+    kw = {"task": "code"} if lora == "merge" else {"lora": "keep"}
+    plain = export(v4_dir, tmp_path / "plain", max_length=128, **kw)
+    import embcc.export.onnx as onnx_format
+
+    saved = []
+    original = onnx_format._save_streamed
+    monkeypatch.setattr(onnx_format, "_save_streamed", lambda *a: (saved.append(a[1]), original(*a)))
+    monkeypatch.setattr(jina_v4_model, "STREAM_BYTES", 0)
+    streamed = export(v4_dir, tmp_path / "streamed", max_length=128, **kw)
+    assert len(saved) == 2  # both parts took the streamed path
+    pairs = list(zip(artifacts_in(plain), artifacts_in(streamed)))
+    assert len(pairs) == 2
+    task = {} if lora == "merge" else {"task": "code"}
+    texts = ["a short text", "another text that is a little longer than the first one"]
+    pictures = probe_images()[:3]
+    for a, b in pairs:
+        for graph in sorted(f.name for f in a.glob("*.onnx")):
+            sa = ort.InferenceSession(str(a / graph), providers=["CPUExecutionProvider"])
+            sb = ort.InferenceSession(str(b / graph), providers=["CPUExecutionProvider"])
+            assert [i.name for i in sa.get_inputs()] == [i.name for i in sb.get_inputs()], graph
+        got = (open_artifact(b).encode_images(pictures, **task) if b.name == "vision"
+               else open_artifact(b).encode(texts, **task))
+        want = (open_artifact(a).encode_images(pictures, **task) if a.name == "vision"
+                else open_artifact(a).encode(texts, **task))
+        assert np.abs(got - want).max() <= 1e-6, (a.name, np.abs(got - want).max())
+    assert {b.name for _, b in pairs} == {"text", "vision"}

@@ -16,7 +16,7 @@ function given a ref (`__torch_function__`), so loader code written for tensors 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,3 +174,14 @@ def shape_of(weights: Mapping[str, torch.Tensor], name: str) -> torch.Size:
 
 def fresh(weights: Mapping[str, torch.Tensor], name: str) -> bool:
     return isinstance(weights, LazyWeights) and weights.is_fresh(name)
+
+
+def stream(module: torch.nn.Module, lookup: Callable[[str], torch.Tensor]) -> torch.nn.Module:
+    """Prepare `module` for a streamed ONNX export (embcc.export.onnx.trace): the tensors it holds in memory
+    (adapters, RoPE tables, a vision tower: whatever is not on the meta device already) are kept aside under their
+    state-dict names, the module moves to the meta device, and `module.stream_weights(name)` returns the kept
+    tensor or `lookup(name)` (the big weights, read from the checkpoint's files when the exporter writes them)."""
+    held = {n: t.detach() for n, t in [*module.named_parameters(), *module.named_buffers()] if t.device.type != "meta"}
+    module.to("meta")
+    module.stream_weights = lambda name: held[name] if name in held else lookup(name)
+    return module

@@ -71,21 +71,59 @@ def trace(module: torch.nn.Module, contract: GraphContract, out_dir: Path) -> Pa
     dynamic = {name: None if axes is None else {a: dim(d) for a, d in axes.items()}
                for name, axes in contract.dynamic.items()}
     path = Path(out_dir) / MODEL_FILE
+    streamed = getattr(module, "stream_weights", None)  # a module on the meta device and where its weights are
+    args = tuple(contract.inputs.values())
+    if streamed is not None:
+        args = tuple(a.to("meta") for a in args)
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)
         program = torch.onnx.export(
-            module, tuple(contract.inputs.values()), dynamo=True, input_names=list(contract.inputs),
-            output_names=contract.outputs, dynamic_shapes=dynamic, opset_version=OPSET, optimize=True,
+            module, args, dynamo=True, input_names=list(contract.inputs),
+            output_names=contract.outputs, dynamic_shapes=dynamic, opset_version=OPSET, optimize=streamed is None,
             verbose=False, report=False,
         )
     _drop_stack_traces(program.model)
-    program.save(str(path), external_data=needs_external(param_bytes(module)))
+    if streamed is None:
+        program.save(str(path), external_data=needs_external(param_bytes(module)))
+    else:
+        _save_streamed(program.model, path, streamed)
     if contract.open_rank:
         _free_rank(path, contract.open_rank)
     if contract.outputs and contract.outputs[0] == TOKEN_STATES and "input_ids" in contract.inputs:
         _add_alias(path)  # a text graph clients feed token ids (not v4's decoder over spliced image embeddings)
     return path
+
+
+def _save_streamed(model, path: Path, weights) -> None:
+    """Save a graph traced on the meta device: optimised (onnxscript's optimizer, as torch.onnx.export's
+    optimize=True) while its weights have no values, then each weight read from `weights` (name -> tensor: the
+    checkpoint's files, the merged task folded in) and appended to the external data file one at a time, so
+    no more than one tensor is in memory. The graph is the one optimize=True gives (tests compare the two)."""
+    import numpy as np
+    import onnx_ir as ir
+    import onnxscript.optimizer
+
+    for value in model.graph.initializers.values():
+        value.const_value = None
+    quiet = logging.getLogger("onnxscript").level
+    logging.getLogger("onnxscript").setLevel(logging.ERROR)  # "skipped deduplication": weights have no values yet
+    try:
+        onnxscript.optimizer.optimize(model)
+    finally:
+        logging.getLogger("onnxscript").setLevel(quiet)
+    offset = 0
+    with open(path.parent / WEIGHTS, "wb") as f:
+        for name, value in model.graph.initializers.items():
+            if value.const_value is not None:  # a constant the optimizer made: stays in the graph
+                continue
+            array = np.ascontiguousarray(weights(name).detach().numpy())
+            f.write(array.tobytes())
+            value.const_value = ir.ExternalTensor(WEIGHTS, offset, array.nbytes, ir.DataType.from_numpy(array.dtype),
+                                                  shape=ir.Shape(array.shape), name=name, base_dir=str(path.parent))
+            offset += array.nbytes
+            del array
+    ir.save(model, str(path))
 
 
 def _drop_stack_traces(model) -> None:

@@ -22,9 +22,11 @@ from embcc.core.bundle import Bundle
 from embcc.core.contract import GraphContract
 from embcc.core.gguf_facts import GgufFacts
 from embcc.core.spec import ModelSpec, Task
+from embcc.core.weights import stream as stream_module
+from embcc.families import jina_v4_model
 from embcc.families.base import Family, hash_checkpoint
 from embcc.families.jina_v4_layout import DEFAULT_ROLE, QUERY_ONLY_TASKS, V4Checkpoint, detect, read
-from embcc.families.jina_v4_model import GGUF_FACTS, build_text_graph, contract
+from embcc.families.jina_v4_model import GGUF_FACTS, build_text_graph, contract, language_model_bytes
 from embcc.families.jina_v4_vision import build_image_graph, example_feeds, image_facts
 from embcc.families.jina_v4_vision import contract as image_contract
 
@@ -81,12 +83,18 @@ class JinaV4(Family):
         if part not in ("text", "vision"):
             return super().part_module(adapted, part)
         ckpt: V4Checkpoint = adapted.bundle.extra["v4"]
+        # a large language model is traced on the meta device, its weights written from the files (streamed)
+        stream = language_model_bytes(ckpt.weights) > jina_v4_model.STREAM_BYTES
         # the adapted weights (the merged task folded in by the adapt step), then the family's own graph
         ckpt = dataclasses.replace(ckpt, weights=adapted.weights(), lora=adapted.bundle.lora)
-        graph = build_text_graph(ckpt, keep=adapted.keeps_adapters, rope_theta=adapted.spec.rope_theta)
+        graph = build_text_graph(ckpt, keep=adapted.keeps_adapters, rope_theta=adapted.spec.rope_theta,
+                                 stream=stream)
         if part == "text":
             return graph, contract(graph)
         image = build_image_graph(ckpt, graph)
+        if stream:  # the vision tower is in memory (a tenth of the model); the decoder's weights come from the text graph
+            text_weights = graph.stream_weights
+            stream_module(image, lambda name: text_weights(name.removeprefix("text.")))
         return image, image_contract(image, example_feeds(ckpt, adapted.spec.image))
 
     def backbone(self, bundle: Bundle, weights: dict[str, torch.Tensor], rope_theta: float | None = None) -> nn.Module:

@@ -23,6 +23,7 @@ L2(projector(state)) per token, times the attention mask.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,12 @@ from embcc.core.contract import GraphContract, text_contract
 from embcc.core.errors import EmbccError
 from embcc.core.gguf_facts import GgufFacts
 from embcc.core.lora import TaskSelector, keep_adapters, merged_weights
+from embcc.core.weights import shape_of
+from embcc.core.weights import stream as stream_module
 from embcc.families.jina_v4_layout import IMAGE_PROMPT, PROJECTOR, V4Checkpoint
 
 OUTPUTS = ["text_embeds", "sentence_embedding", "multi_vector_embeddings"]
+_LM = "model.language_model."
 
 
 # ---- configs ----------------------------------------------------------------------------------------------------
@@ -52,28 +56,41 @@ def text_config(ckpt: V4Checkpoint, *, rope_theta: float | None = None, mrope_se
     return cfg
 
 
-def _build(cls: type, cfg: Any, weights: dict[str, torch.Tensor], buffers: dict[str, type]) -> nn.Module:
+def _build(cls: type, cfg: Any, weights: dict[str, torch.Tensor] | None, buffers: dict[str, type]) -> nn.Module:
     """A transformers module holding `weights` (assigned, not copied): built on the meta device, its
-    non-persistent buffers (RoPE tables) rebuilt on the CPU."""
+    non-persistent buffers (RoPE tables) rebuilt on the CPU. `weights` None: the parameters stay on the meta
+    device (a streamed export writes them from the files)."""
     with torch.device("meta"):
         module = cls(cfg)
-    module.load_state_dict(weights, strict=True, assign=True)
+    if weights is not None:
+        module.load_state_dict(weights, strict=True, assign=True)
     for name, rope_cls in buffers.items():
         setattr(module, name, rope_cls(cfg))
     return module.float().eval()
 
 
-def language_model(ckpt: V4Checkpoint, weights: dict[str, torch.Tensor] | None = None, **rope: Any) -> nn.Module:
-    """transformers' Qwen2_5_VLTextModel with the checkpoint's (or the given, native-named) weights."""
+def language_model(ckpt: V4Checkpoint, weights: dict[str, torch.Tensor] | None = None, *, meta: bool = False,
+                   **rope: Any) -> nn.Module:
+    """transformers' Qwen2_5_VLTextModel with the checkpoint's (or the given, native-named) weights; `meta`: none
+    read (the parameters on the meta device)."""
     from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
         Qwen2_5_VLRotaryEmbedding,
         Qwen2_5_VLTextModel,
     )
 
     weights = ckpt.weights if weights is None else weights
-    prefix = "model.language_model."
-    lm = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+    lm = None if meta else {k[len(_LM):]: v for k, v in weights.items() if k.startswith(_LM)}
     return _build(Qwen2_5_VLTextModel, text_config(ckpt, **rope), lm, {"rotary_emb": Qwen2_5_VLRotaryEmbedding})
+
+
+# fp32 bytes of the language model above which its ONNX graph is traced on the meta device and its weights are
+# written from the files one tensor at a time (full size: 12.4 GB, more than the machine may hold twice)
+STREAM_BYTES = 2 << 30
+
+
+def language_model_bytes(weights: Any) -> int:
+    """The language model's size at fp32, from the tensors' shapes (nothing read)."""
+    return 4 * sum(math.prod(shape_of(weights, k)) for k in weights if k.startswith(_LM))
 
 
 # ---- the decoder and the text graph -----------------------------------------------------------------------------
@@ -141,9 +158,12 @@ class V4DecoderGraph(nn.Module):
 
 
 def build_text_graph(ckpt: V4Checkpoint, *, task: str | None = None, keep: bool = False,
-                     rope_theta: float | None = None, mrope_section: Sequence[int] | None = None) -> V4TextGraph:
+                     rope_theta: float | None = None, mrope_section: Sequence[int] | None = None,
+                     stream: bool = False) -> V4TextGraph:
     """The text graph with `task`'s adapter merged (language model and projector), every adapter kept behind
-    task_id (`keep`), or no adapter (neither)."""
+    task_id (`keep`), or no adapter (neither). `stream`: the language model and projector stay on the meta
+    device and `graph.stream_weights(name)` reads each from `ckpt.weights` when a streamed ONNX export writes it
+    (embcc.core.weights.stream)."""
     if keep and task is not None:
         raise EmbccError("a graph keeps every adapter or merges one task, not both", "pass task= or keep=True")
     weights = ckpt.weights
@@ -151,13 +171,18 @@ def build_text_graph(ckpt: V4Checkpoint, *, task: str | None = None, keep: bool 
         if task not in ckpt.tasks:
             raise EmbccError(f"unknown task {task!r} for jina-embeddings-v4", f"choose one of: {', '.join(ckpt.tasks)}")
         weights = merged_weights(weights, ckpt.lora, task)
-    lm = language_model(ckpt, weights, rope_theta=rope_theta, mrope_section=mrope_section)
-    w = weights[f"{PROJECTOR}.weight"]
-    projector = nn.Linear(w.shape[1], w.shape[0])
-    projector.load_state_dict({"weight": w, "bias": weights[f"{PROJECTOR}.bias"]}, assign=True)
+    lm = language_model(ckpt, weights, meta=stream, rope_theta=rope_theta, mrope_section=mrope_section)
+    out_f, in_f = shape_of(weights, f"{PROJECTOR}.weight")
+    with torch.device("meta"):
+        projector = nn.Linear(in_f, out_f)
+    if not stream:
+        projector.load_state_dict({"weight": weights[f"{PROJECTOR}.weight"], "bias": weights[f"{PROJECTOR}.bias"]},
+                                  assign=True)
     graph = V4TextGraph(lm, projector.float())
     if keep:
         graph.selector = keep_adapters(graph, ckpt.lora)
+    if stream:  # kept adapters wrap a Linear as `.base`: its weight is the checkpoint's `<module>.weight`
+        stream_module(graph, lambda name: weights[name.replace(".base.", ".")])
     return graph.eval()
 
 
@@ -315,7 +340,6 @@ def _cfg(key: str, cast: type = int):
     return read
 
 
-_LM = "model.language_model."
 GGUF_FACTS = GgufFacts(
     arch="qwen2vl", causal=True, tokenizer="gpt2", pre_tokenizer="qwen2",
     hparams={
