@@ -107,14 +107,17 @@ def measure(ckpt: Path, out: Path, args: list[str]) -> dict:
     report this process's peak if it were the larger; fixtures are written in a child process for that reason."""
     cmd = [sys.executable, "-m", "embcc.cli", "export", str(ckpt), "--out", str(out), *args]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    w = Watcher(proc.pid)
-    w.start()
-    _, status, usage = os.wait4(proc.pid, 0)
-    w.stop.set()
-    w.join()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    stdout, stderr = proc.communicate()
+    # output to a file, not a pipe: nobody reads a pipe while wait4 waits, and a chatty export would block on it
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=log, text=True)
+        w = Watcher(proc.pid)
+        w.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        w.stop.set()
+        w.join()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        log.seek(0)
+        stderr = log.read()
     return {"command": shlex.join(cmd[3:]), "exit": proc.returncode, "seconds": round(time.perf_counter() - t0, 1),
             "peak_tree_rss": w.peak, "processes_at_peak": w.peak_procs, "samples": w.samples,
             "export_process_maxrss": usage.ru_maxrss * 1024, "stderr_tail": stderr.strip().splitlines()[-1:]}

@@ -106,12 +106,15 @@ def _save_streamed(model, path: Path, weights) -> None:
 
     for value in model.graph.initializers.values():
         value.const_value = None
-    quiet = logging.getLogger("onnxscript").level
-    logging.getLogger("onnxscript").setLevel(logging.ERROR)  # "skipped deduplication": weights have no values yet
+    loggers = [logging.getLogger(n) for n in ("onnxscript", "onnx_ir")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:  # one "skipped deduplication" warning per weight: they have no values yet, on purpose
+        lg.setLevel(logging.ERROR)
     try:
         onnxscript.optimizer.optimize(model)
     finally:
-        logging.getLogger("onnxscript").setLevel(quiet)
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
     offset = 0
     with open(path.parent / WEIGHTS, "wb") as f:
         for name, value in model.graph.initializers.items():
