@@ -171,6 +171,18 @@ def token_gate(bar: dict) -> dict:
     return {k: v for k, v in bar.items() if k != "ranking_agreement"}
 
 
+def compare_tokens(ref: list[np.ndarray], got: list[np.ndarray], bar: dict) -> tuple[dict, dict]:
+    """Per-token parity of two lists of multi-vectors [n_i, D] under token_gate(bar), and per item (text or
+    image) its worst token's cosine and largest difference (the report's plots)."""
+    if [len(r) for r in ref] != [len(g) for g in got]:
+        raise AssertionError("the artifact's multi-vectors have other token counts than the reference's")
+    tokens = compare(np.concatenate(ref), np.concatenate(got), token_gate(bar), ranking=False)
+    ends = np.cumsum([len(r) for r in ref])[:-1]
+    per_item = {"cosines": [c.min() for c in np.split(tokens["cosines"], ends)],
+                "abs_diffs": [d.max() for d in np.split(tokens["abs_diffs"], ends)]}
+    return tokens, per_item
+
+
 def multi_parity(artifact: Embedder, reference, *, tasks: list[str | None], bar: dict, name: str,
                  graph: str | None, max_length: int, texts: list[str] | None = None,
                  reference_role: str | None = None, queries: int = 16) -> list[TaskParity]:
@@ -181,18 +193,13 @@ def multi_parity(artifact: Embedder, reference, *, tasks: list[str | None], bar:
     for task in tasks:
         ref = reference.encode(texts, task=task, role=reference_role, max_length=max_length, vectors="multi")
         got = artifact.encode(texts, task=task, vectors="multi")
-        if [len(r) for r in ref] != [len(g) for g in got]:
-            raise AssertionError("the artifact's multi-vectors have other token counts than the reference's")
-        tokens = compare(np.concatenate(ref), np.concatenate(got), token_gate(bar), ranking=False)
+        tokens, per_text = compare_tokens(ref, got, bar)
         s_ref, s_got = maxsim(ref[:queries], ref[queries:]), maxsim(got[:queries], got[queries:])
         agree = top_k_agreement(s_ref, s_got, 10)
         passed = tokens["passed"] and agree >= bar.get("ranking_agreement", 0.0)
         failed = tokens["failed"] + ([] if agree >= bar.get("ranking_agreement", 0.0) else ["ranking_agreement"])
         result = "FAIL" if not passed else ("pass" if bar else "reported (not gated)")
         gated = {**token_gate(bar), **{k: v for k, v in bar.items() if k == "ranking_agreement"}}
-        ends = np.cumsum([len(r) for r in ref])[:-1]
-        per_text = {"cosines": [c.min() for c in np.split(tokens["cosines"], ends)],
-                    "abs_diffs": [d.max() for d in np.split(tokens["abs_diffs"], ends)]}
         rows.append(TaskParity(name, f"{task} (multi)", len(texts), tokens["min_cosine"], tokens["mean_cosine"],
                                tokens["max_abs_diff"], agree, gated, passed, result, graph, artifact.runtime,
                                tokens["finite"], failed, **_per_probe(per_text, [len(r) for r in ref])))
@@ -220,13 +227,8 @@ def image_parity(artifact: Embedder, reference, *, bar: dict, name: str, graph: 
             few = images[:8]
             ref = reference.encode_images(few, vectors="multi", **kw)
             got = artifact.encode_images(few, vectors="multi", **kw)
-            if [len(r) for r in ref] != [len(g) for g in got]:
-                raise AssertionError("the artifact's image multi-vectors have other token counts than the reference's")
             gate = token_gate(bar)
-            t = compare(np.concatenate(ref), np.concatenate(got), gate, ranking=False)
-            ends = np.cumsum([len(r) for r in ref])[:-1]
-            per = {"cosines": [c.min() for c in np.split(t["cosines"], ends)],
-                   "abs_diffs": [d.max() for d in np.split(t["abs_diffs"], ends)]}
+            t, per = compare_tokens(ref, got, bar)
             # the images' MaxSim scores against each other; each image's top-3 under both (reported)
             agree = top_k_agreement(maxsim(ref, ref), maxsim(got, got), 3)
             rows.append(TaskParity(name, f"{task} (images, multi)", len(few), t["min_cosine"], t["mean_cosine"],

@@ -16,9 +16,9 @@ from embcc.core import vl_images
 from embcc.core.errors import EmbccError
 from embcc.core.images import load_images
 from embcc.core.probe_images import probe_images
-from embcc.families.jina_v4_layout import read
+from embcc.families.jina_v4_layout import image_facts, read
 from embcc.families.jina_v4_model import build_text_graph
-from embcc.families.jina_v4_vision import INPUTS, V4ImageGraph, build_image_graph, image_facts
+from embcc.families.jina_v4_vision import INPUTS, V4ImageGraph, build_image_graph
 from embcc.fixtures import jina_v4 as fixture
 from embcc.pipeline import export
 from embcc.runtimes import open_artifact

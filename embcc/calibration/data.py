@@ -114,10 +114,16 @@ def image_feeds(spec: ModelSpec, n: int = CALIBRATION_IMAGES) -> list[dict[str, 
     """Batches of pixel_values for an image tower: generated images held out from verify's probe images (verify
     uses the first 24 of core.probe_images; calibration the seeded variants after them)."""
     from embcc.core.images import preprocess
+
+    held_out = held_out_images(n)
+    return [{"pixel_values": preprocess(held_out[i:i + BATCH], spec.image or {})} for i in range(0, n, BATCH)]
+
+
+def held_out_images(n: int) -> list:
+    """n generated images after the first 24 of core.probe_images (those are verify's)."""
     from embcc.core.probe_images import probe_images
 
-    held_out = probe_images(24 + n)[24:]
-    return [{"pixel_values": preprocess(held_out[i:i + BATCH], spec.image or {})} for i in range(0, n, BATCH)]
+    return probe_images(24 + n)[24:]
 
 
 def vl_image_feeds(spec: ModelSpec, tokenizer_json: Path, *, keep: bool,
@@ -127,13 +133,12 @@ def vl_image_feeds(spec: ModelSpec, tokenizer_json: Path, *, keep: bool,
     from tokenizers import Tokenizer
 
     from embcc.core import vl_images
-    from embcc.core.probe_images import probe_images
 
     facts = spec.image or {}
     tokenizer = Tokenizer.from_file(str(tokenizer_json))
     proc = vl_images.processor(facts)
     out = []
-    for i, image in enumerate(probe_images(24 + n)[24:]):
+    for i, image in enumerate(held_out_images(n)):
         pixels, grid = vl_images.patches([image], facts, proc)
         feed = vl_images.image_feeds(pixels, grid, tokenizer, 0, facts)  # one image: no padding
         if keep:

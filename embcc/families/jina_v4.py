@@ -25,9 +25,16 @@ from embcc.core.spec import ModelSpec, Task
 from embcc.core.weights import stream as stream_module
 from embcc.families import jina_v4_model
 from embcc.families.base import Family, hash_checkpoint
-from embcc.families.jina_v4_layout import DEFAULT_ROLE, QUERY_ONLY_TASKS, V4Checkpoint, detect, read
+from embcc.families.jina_v4_layout import (
+    DEFAULT_ROLE,
+    QUERY_ONLY_TASKS,
+    V4Checkpoint,
+    detect,
+    image_facts,
+    read,
+)
 from embcc.families.jina_v4_model import GGUF_FACTS, build_text_graph, contract, language_model_bytes
-from embcc.families.jina_v4_vision import build_image_graph, example_feeds, image_facts
+from embcc.families.jina_v4_vision import build_image_graph, example_feeds
 from embcc.families.jina_v4_vision import contract as image_contract
 
 

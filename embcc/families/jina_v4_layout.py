@@ -16,6 +16,7 @@ names (`model.language_model.layers.{i}.self_attn.q_proj` ..., `multi_vector_pro
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Mapping
@@ -84,11 +85,27 @@ class V4Checkpoint:
 
     def language_weights(self) -> dict[str, torch.Tensor]:
         """The text model's weights under Qwen2_5_VLTextModel's own names (prefix `model.language_model.` cut)."""
-        return {k[len(LANGUAGE_MODEL):]: v for k, v in self.weights.items() if k.startswith(LANGUAGE_MODEL)}
+        return {k[len(LANGUAGE_MODEL):]: self.weights[k] for k in self.weights if k.startswith(LANGUAGE_MODEL)}
 
     def visual_weights(self) -> dict[str, torch.Tensor]:
         """The vision tower's weights under Qwen2_5_VisionTransformerPretrainedModel's own names."""
-        return {k[len(VISUAL):]: v for k, v in self.weights.items() if k.startswith(VISUAL)}
+        # keys first: items() of LazyWeights would read (and drop) every other tensor of the checkpoint too
+        return {k[len(VISUAL):]: self.weights[k] for k in self.weights if k.startswith(VISUAL)}
+
+
+def image_facts(ckpt: V4Checkpoint) -> dict[str, Any]:
+    """What a runtime needs to feed the image graph, recorded in the artifact's embcc.json (`image`): the
+    processor's settings (preprocessor_config.json), the vision geometry, the prompt and its token ids."""
+    vc = ckpt.qwen_config.vision_config
+    processor = {k: v for k, v in (ckpt.preprocessor or {}).items() if k not in ("image_processor_type",
+                                                                              "processor_class")}
+    return {
+        "kind": "qwen2-vl", "processor": copy.deepcopy(processor), "prompt": IMAGE_PROMPT,
+        "patch_size": int(vc.patch_size), "temporal_patch_size": int(vc.temporal_patch_size),
+        "spatial_merge_size": int(vc.spatial_merge_size), "window_size": int(vc.window_size),
+        "image_token_id": int(ckpt.image_token_id), "vision_start_token_id": int(ckpt.vision_start_token_id),
+        "vision_end_token_id": int(ckpt.vision_end_token_id),
+    }
 
 
 # ---- recognising ------------------------------------------------------------------------------------------------
@@ -410,5 +427,5 @@ def read(path: str | Path) -> V4Checkpoint:
     )
 
 
-__all__ = ["IMAGE_PROMPT", "MAX_LENGTH", "PROMPTS", "TASKS", "V4Checkpoint", "detect", "native_config", "read",
+__all__ = ["IMAGE_PROMPT", "MAX_LENGTH", "PROMPTS", "TASKS", "V4Checkpoint", "detect", "image_facts", "native_config", "read",
            "read_adapters"]

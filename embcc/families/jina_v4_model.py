@@ -37,7 +37,7 @@ from embcc.core.gguf_facts import GgufFacts
 from embcc.core.lora import TaskSelector, keep_adapters, merged_weights
 from embcc.core.weights import shape_of
 from embcc.core.weights import stream as stream_module
-from embcc.families.jina_v4_layout import IMAGE_PROMPT, PROJECTOR, V4Checkpoint
+from embcc.families.jina_v4_layout import PROJECTOR, V4Checkpoint, image_facts
 
 OUTPUTS = ["text_embeds", "sentence_embedding", "multi_vector_embeddings"]
 _LM = "model.language_model."
@@ -79,7 +79,7 @@ def language_model(ckpt: V4Checkpoint, weights: dict[str, torch.Tensor] | None =
     )
 
     weights = ckpt.weights if weights is None else weights
-    lm = None if meta else {k[len(_LM):]: v for k, v in weights.items() if k.startswith(_LM)}
+    lm = None if meta else {k[len(_LM):]: weights[k] for k in weights if k.startswith(_LM)}  # keys first: nothing else read
     return _build(Qwen2_5_VLTextModel, text_config(ckpt, **rope), lm, {"rotary_emb": Qwen2_5_VLRotaryEmbedding})
 
 
@@ -216,11 +216,6 @@ def build_vision_encoder(ckpt: V4Checkpoint) -> V4VisionEncoder:
     return V4VisionEncoder(visual)
 
 
-def image_prompt(n_visual_tokens: int) -> str:
-    """Jina's image prompt with <|image_pad|> repeated once per merged visual token (the processor's rule)."""
-    return IMAGE_PROMPT.replace("<|image_pad|>", "<|image_pad|>" * int(n_visual_tokens))
-
-
 def vision_span(input_ids: torch.Tensor, start_id: int, end_id: int) -> torch.Tensor:
     """Jina's image pooling mask: vision_start..vision_end inclusive (one image per row)."""
     pos = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
@@ -244,17 +239,12 @@ class V4ImageEmbedder:
             self._rope_index_model = Qwen2_5_VLModel(ckpt.qwen_config)
 
     def prompt_ids(self, image_grid_thw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Right-padded input_ids and attention_mask, one image prompt per grid row."""
-        merge = self.vision.merge_size ** 2
-        rows = [self.tokenizer.encode(image_prompt(int(g.prod()) // merge), add_special_tokens=False).ids
-                for g in image_grid_thw]
-        longest = max(map(len, rows))
-        ids = torch.full((len(rows), longest), self.pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, r in enumerate(rows):
-            ids[i, :len(r)] = torch.tensor(r)
-            mask[i, :len(r)] = 1
-        return ids, mask
+        """Right-padded input_ids and attention_mask, one image prompt per grid row (embcc.core.vl_images, as
+        the runtime builds them for the ONNX image graph)."""
+        from embcc.core import vl_images
+
+        ids, mask = vl_images.prompt_ids(image_grid_thw.numpy(), self.tokenizer, self.pad_id, image_facts(self.ckpt))
+        return torch.from_numpy(ids), torch.from_numpy(mask)
 
     def positions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                   image_grid_thw: torch.Tensor) -> torch.Tensor:
@@ -276,7 +266,7 @@ class V4ImageEmbedder:
             slots = (input_ids == self.ckpt.image_token_id).unsqueeze(-1)
             if int(slots.sum()) != visual.shape[0]:
                 raise EmbccError(f"{int(slots.sum())} <|image_pad|> tokens for {visual.shape[0]} visual tokens",
-                                 "build the prompt with image_prompt() from the same image_grid_thw")
+                                 "build the prompt with prompt_ids() from the same image_grid_thw")
             embeds = embeds.masked_scatter(slots, visual.to(embeds.dtype))
             pos = self.positions(input_ids, attention_mask, image_grid_thw)
             pool = vision_span(input_ids, self.ckpt.vision_start_token_id, self.ckpt.vision_end_token_id)
@@ -373,5 +363,5 @@ GGUF_FACTS = GgufFacts(
 
 
 __all__ = ["GGUF_FACTS", "OUTPUTS", "V4DecoderGraph", "V4ImageEmbedder", "V4TextGraph", "V4VisionEncoder", "contract",
-           "build_text_graph", "build_vision_encoder", "image_prompt", "language_model", "text_config",
+           "build_text_graph", "build_vision_encoder", "language_model", "text_config",
            "text_positions", "vision_span"]

@@ -20,14 +20,13 @@ only the attention over the segment masks is written here.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
 from torch import nn
 
 from embcc.core.contract import GraphContract
-from embcc.families.jina_v4_layout import IMAGE_PROMPT, V4Checkpoint
+from embcc.families.jina_v4_layout import V4Checkpoint
 from embcc.families.jina_v4_model import OUTPUTS, V4TextGraph
 
 INPUTS = ["pixel_values", "vision_positions", "window_segments", "image_segments", "restore",
@@ -88,21 +87,6 @@ def build_image_graph(ckpt: V4Checkpoint, text: V4TextGraph) -> V4ImageGraph:
     return V4ImageGraph(build_vision_encoder(ckpt).visual, text, ckpt.image_token_id).eval()
 
 
-def image_facts(ckpt: V4Checkpoint) -> dict[str, Any]:
-    """What a runtime needs to feed the image graph, recorded in the artifact's embcc.json (`image`): the
-    processor's settings (preprocessor_config.json), the vision geometry, the prompt and its token ids."""
-    vc = ckpt.qwen_config.vision_config
-    processor = {k: v for k, v in (ckpt.preprocessor or {}).items() if k not in ("image_processor_type",
-                                                                              "processor_class")}
-    return {
-        "kind": "qwen2-vl", "processor": copy.deepcopy(processor), "prompt": IMAGE_PROMPT,
-        "patch_size": int(vc.patch_size), "temporal_patch_size": int(vc.temporal_patch_size),
-        "spatial_merge_size": int(vc.spatial_merge_size), "window_size": int(vc.window_size),
-        "image_token_id": int(ckpt.image_token_id), "vision_start_token_id": int(ckpt.vision_start_token_id),
-        "vision_end_token_id": int(ckpt.vision_end_token_id),
-    }
-
-
 def example_feeds(ckpt: V4Checkpoint, facts: dict[str, Any]) -> dict[str, Any]:
     """Runtime feeds for two generated images of different sizes (the trace's example inputs)."""
     from tokenizers import Tokenizer
@@ -131,4 +115,4 @@ def contract(graph: V4ImageGraph, feeds: dict[str, Any]) -> GraphContract:
     return GraphContract(inputs, list(OUTPUTS), dynamic, ("task_id",) if graph.keeps_adapters else ())
 
 
-__all__ = ["INPUTS", "V4ImageGraph", "build_image_graph", "contract", "example_feeds", "image_facts"]
+__all__ = ["INPUTS", "V4ImageGraph", "build_image_graph", "contract", "example_feeds"]

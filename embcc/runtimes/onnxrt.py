@@ -76,10 +76,7 @@ class OnnxEmbedder(Embedder):
         feeds = {"input_ids": input_ids}
         if "attention_mask" in self.inputs:
             feeds["attention_mask"] = attention_mask
-        if "task_id" in self.inputs:
-            if task_id is None:
-                raise EmbccError("this graph selects its adapter by task_id", "pass a task")
-            feeds["task_id"] = np.full(self.task_shape, task_id, dtype=np.int64)
+        self._task_feed(feeds, task_id)
         if "pixel_values" in self.inputs:  # Jina's combined graph: a zero-size batch for the image tower
             s = self._image_size()
             feeds["pixel_values"] = np.zeros((0, 3, s, s), dtype=np.float32)
@@ -92,6 +89,7 @@ class OnnxEmbedder(Embedder):
         return pool_numpy(states.astype(np.float64), attention_mask, self.spec.pooling)
 
     def _task_feed(self, feeds: dict, task_id: int | None) -> dict:
+        """`feeds` with task_id added where the graph selects its adapter by it (kept adapters)."""
         if "task_id" in self.inputs:
             if task_id is None:
                 raise EmbccError("this graph selects its adapter by task_id", "pass a task")
@@ -107,11 +105,7 @@ class OnnxEmbedder(Embedder):
     def _embed_multi(self, input_ids: np.ndarray, attention_mask: np.ndarray, task_id: int | None) -> np.ndarray:
         if "multi_vector_embeddings" not in self.outputs:
             raise EmbccError(f"{self.model_file} has no multi-vector output", "use vectors='single'")
-        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if "task_id" in self.inputs:
-            if task_id is None:
-                raise EmbccError("this graph selects its adapter by task_id", "pass a task")
-            feeds["task_id"] = np.full(self.task_shape, task_id, dtype=np.int64)
+        feeds = self._task_feed({"input_ids": input_ids, "attention_mask": attention_mask}, task_id)
         (multi,) = self.session.run(["multi_vector_embeddings"], feeds)
         return multi
 
