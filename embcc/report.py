@@ -181,14 +181,18 @@ def _header(report: dict) -> list[tuple[str, str]]:
     ]
 
 
-COLUMNS = ["artifact", "graph", "task", "min cos", "mean cos", "max |d|", "rank@10", "bar", "result"]
+COLUMNS = ["artifact", "graph", "task", "tokens", "min cos", "mean cos", "max |d|", "rank@10", "bar", "result",
+           "ref s", "artifact s"]
 
 
 def _cells(r: dict) -> list[str]:
     result = r.get("result") or ("pass" if r["passed"] else "FAIL")
-    return [r["artifact"], r.get("graph") or "-", str(r["task"] or "-"), f"{r['min_cosine']:.7f}",
-            f"{r['mean_cosine']:.7f}", f"{r['max_abs_diff']:.2e}", f"{r['ranking_agreement']:.3f}",
-            bar_text(r.get("bar") or {}), result + (f" ({', '.join(r['failed'])})" if r.get("failed") else "")]
+    seconds = lambda key: f"{r[key]:.1f}" if r.get(key) else "-"  # noqa: E731 (rows timed by verify)
+    return [r["artifact"], r.get("graph") or "-", str(r["task"] or "-"), str(max(r.get("tokens") or [0]) or "-"),
+            f"{r['min_cosine']:.7f}", f"{r['mean_cosine']:.7f}", f"{r['max_abs_diff']:.2e}",
+            f"{r['ranking_agreement']:.3f}", bar_text(r.get("bar") or {}),
+            result + (f" ({', '.join(r['failed'])})" if r.get("failed") else ""), seconds("reference_s"),
+            seconds("artifact_s")]
 
 
 def _failures(report: dict) -> list[tuple[str, list[str]]]:
@@ -246,7 +250,7 @@ def page(report: dict, figures: dict[str, list[tuple[str, Path]]], note: str | N
     out += ["</dl>", "<h2>Results</h2>", "<table><thead><tr>"]
     out += [f"<th>{e(c)}</th>" for c in COLUMNS]
     out.append("</tr></thead><tbody>")
-    numeric = {"min cos", "mean cos", "max |d|", "rank@10"}
+    numeric = {"tokens", "min cos", "mean cos", "max |d|", "rank@10", "ref s", "artifact s"}
     for r in report["results"]:
         out.append(f'<tr class="{"pass" if r["passed"] else "fail"}">')
         for c, v in zip(COLUMNS, _cells(r)):

@@ -14,6 +14,7 @@ put every text at cosine 0.96-0.98 from every other, so uncentred neighbours wou
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,14 @@ from embcc.runtimes.base import Embedder, maxsim
 # Runtime's unfused attention holds heads x L^2 scores, 17 GB for one 32,768-token text even on a tiny v5 fixture.
 # A fused model.onnx (mha, gqa) is verified to the family's whole context (v5, v4: 32,768).
 VERIFY_MAX_TOKENS = 8192
+# ...and at most what fits in memory. Such a graph's peak is a multiple of one [batch, heads, L, L] fp32 score tensor
+# (scores, mask, softmax, ONNX Runtime's arena across batches): full-size v5-nano (12 heads) peaked at 16.7 GB for
+# one 8,192-token text (5.2x), at 20.9 GB over the probe set capped at 7,168 with the reference loaded (7.6x; killed
+# for memory on a 24 GB machine) and at 11 GB capped at 4,096, where the runtime's batches of shorter texts
+# (batch x L^2 <= runtimes.batching.ATTENTION_BUDGET) dominate (6.9x). Probes stop where SCORE_COPIES such tensors
+# fill MEMORY_SHARE of the memory available when the graph opens (measured 2026-12-01, 2-core Xeon, 24 GB).
+SCORE_COPIES = 8
+MEMORY_SHARE = 0.75
 
 # precision -> bar: min cosine, max abs diff, mean cosine, ranking agreement; an empty bar: reported, not gated
 BARS: dict[str, dict[str, float]] = {
@@ -73,6 +82,17 @@ class TaskParity:
     cosines: list[float] = field(default_factory=list)
     abs_diffs: list[float] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)
+    # what the row cost: seconds in the reference's and in the artifact's encode calls (what verify at a family's
+    # full context costs, per runtime)
+    reference_s: float = 0.0
+    artifact_s: float = 0.0
+
+
+def timed(call, *args, **kwargs) -> tuple[object, float]:
+    """`call(*args, **kwargs)` and its wall-clock seconds (a report figure; nothing is gated on it)."""
+    start = time.perf_counter()
+    out = call(*args, **kwargs)
+    return out, time.perf_counter() - start
 
 
 def ranking_agreement(ref: np.ndarray, got: np.ndarray, k: int = 10) -> float:
@@ -135,12 +155,13 @@ def parity(artifact: Embedder, reference, *, tasks: list[str | None], bar: dict,
     for n, task in enumerate(tasks, 1):
         progress.step(f"verifying {name}{f' [{graph}]' if graph else ''}: {len(texts)} probes, task {task or '-'}",
                       n, len(tasks))
-        ref = reference.encode(texts, task=task, role=reference_role, max_length=max_length)
-        got = artifact.encode(texts, task=task, role=role)
+        ref, ref_s = timed(reference.encode, texts, task=task, role=reference_role, max_length=max_length)
+        got, art_s = timed(artifact.encode, texts, task=task, role=role)
         m = compare(ref, got, bar)
         rows.append(TaskParity(name, task, len(texts), m["min_cosine"], m["mean_cosine"], m["max_abs_diff"],
                                m["ranking_agreement"], bar, m["passed"], m["result"], graph, artifact.runtime,
-                               m["finite"], m["failed"], **_per_probe(m, _token_counts(artifact, texts, task, role))))
+                               m["finite"], m["failed"], **_per_probe(m, _token_counts(artifact, texts, task, role)),
+                               reference_s=ref_s, artifact_s=art_s))
     return rows
 
 
@@ -191,8 +212,9 @@ def multi_parity(artifact: Embedder, reference, *, tasks: list[str | None], bar:
     texts = (PROBES if texts is None else texts)[: queries + 48]
     rows = []
     for task in tasks:
-        ref = reference.encode(texts, task=task, role=reference_role, max_length=max_length, vectors="multi")
-        got = artifact.encode(texts, task=task, vectors="multi")
+        ref, ref_s = timed(reference.encode, texts, task=task, role=reference_role, max_length=max_length,
+                           vectors="multi")
+        got, art_s = timed(artifact.encode, texts, task=task, vectors="multi")
         tokens, per_text = compare_tokens(ref, got, bar)
         s_ref, s_got = maxsim(ref[:queries], ref[queries:]), maxsim(got[:queries], got[queries:])
         agree = top_k_agreement(s_ref, s_got, 10)
@@ -202,7 +224,8 @@ def multi_parity(artifact: Embedder, reference, *, tasks: list[str | None], bar:
         gated = {**token_gate(bar), **{k: v for k, v in bar.items() if k == "ranking_agreement"}}
         rows.append(TaskParity(name, f"{task} (multi)", len(texts), tokens["min_cosine"], tokens["mean_cosine"],
                                tokens["max_abs_diff"], agree, gated, passed, result, graph, artifact.runtime,
-                               tokens["finite"], failed, **_per_probe(per_text, [len(r) for r in ref])))
+                               tokens["finite"], failed, **_per_probe(per_text, [len(r) for r in ref]),
+                               reference_s=ref_s, artifact_s=art_s))
     return rows
 
 
@@ -219,10 +242,13 @@ def image_parity(artifact: Embedder, reference, *, bar: dict, name: str, graph: 
     rows = []
     for task in tasks or [None]:
         kw = {} if task is None else {"task": task}
-        m = compare(reference.encode_images(images, **kw), artifact.encode_images(images, **kw), bar)
+        ref, ref_s = timed(reference.encode_images, images, **kw)
+        got, art_s = timed(artifact.encode_images, images, **kw)
+        m = compare(ref, got, bar)
         rows.append(TaskParity(name, "images" if task is None else f"{task} (images)", len(images), m["min_cosine"],
                                m["mean_cosine"], m["max_abs_diff"], m["ranking_agreement"], bar, m["passed"],
-                               m["result"], graph, artifact.runtime, m["finite"], m["failed"], **_per_probe(m, [])))
+                               m["result"], graph, artifact.runtime, m["finite"], m["failed"], **_per_probe(m, []),
+                               reference_s=ref_s, artifact_s=art_s))
         if multi:
             few = images[:8]
             ref = reference.encode_images(few, vectors="multi", **kw)
@@ -248,6 +274,46 @@ def image_parity(artifact: Embedder, reference, *, bar: dict, name: str, graph: 
                                agree, gate, x["passed"], x["result"], graph, artifact.runtime, x["finite"],
                                x["failed"], **_per_probe(x, [])))
     return rows
+
+
+def available_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (Linux), None where there is none."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def attention_heads(*dirs: Path) -> int | None:
+    """The most attention heads any tower declares in the first config.json found (a nested text_config or
+    vision_config counts: the widest score tensor is the one that matters)."""
+    def heads(node: object) -> list[int]:
+        if isinstance(node, dict):
+            here = node.get("num_attention_heads")
+            return ([here] if isinstance(here, int) else []) + [h for v in node.values() for h in heads(v)]
+        return []
+
+    for d in dirs:
+        try:
+            found = heads(json.loads((d / "config.json").read_text()))
+        except (OSError, ValueError):
+            continue
+        if found:
+            return max(found)
+    return None
+
+
+def untiled_tokens(cap: int, heads: int | None, available: int | None) -> int:
+    """Probe length for a graph or runtime that materialises heads x L^2 scores: `cap`, or less where
+    SCORE_COPIES fp32 score tensors of `heads` would not fit in MEMORY_SHARE of `available` bytes (multiples of
+    512, at least 512)."""
+    if not heads or not available:
+        return cap
+    fits = int((MEMORY_SHARE * available / (SCORE_COPIES * heads * 4)) ** 0.5)
+    return min(cap, max(512, fits // 512 * 512))
 
 
 def _manifest(root: Path, art: Path) -> dict:
@@ -304,7 +370,9 @@ def verify(artifact_path: str | Path, reference: str | Path | Bundle, *, texts: 
                 # tiled attention (a fused model.onnx) runs the family's whole context in bounded memory; every
                 # other graph and runtime materialises heads x L^2 scores, so its probes stop at max_tokens
                 tiled = form == "model.onnx" and spec.attention in ("mha", "gqa")
-                length = min(asked, spec.max_length if tiled and full_context else max_tokens)
+                budget = max_tokens if tiled else untiled_tokens(max_tokens, attention_heads(art, checkpoint),
+                                                                 available_bytes())
+                length = min(asked, spec.max_length if tiled and full_context else budget)
                 lengths.append(length)
                 embedder = open_artifact(art, model_file=form, max_length=length, device=device)
                 graph = form if len(forms) > 1 else None
@@ -347,7 +415,7 @@ def verify(artifact_path: str | Path, reference: str | Path | Bundle, *, texts: 
         "probe_texts": len(texts if texts is not None else PROBES),
         "probe_max_tokens": max(lengths),
         "probe_tokens_per_row": "each row's graph: a fused model.onnx to the artifact's max length, other graphs "
-                                f"to {max_tokens}",
+                                f"to {max_tokens} or what memory allows (each row's max_tokens)",
         "passed": all(r.passed for r in rows),
         "gated_rows": len(gated),
         "reported_rows": len(rows) - len(gated),
@@ -386,8 +454,8 @@ def format_table(report: dict) -> str:
 
     width = max([len("artifact")] + [len(shown(r)) for r in rows])
     gwidth = max([len("graph")] + [len(r.get("graph") or "-") for r in rows])
-    head = (f"{'artifact':<{width}} {'graph':<{gwidth}} {'task':<18} {'min cos':>10} {'mean cos':>10} {'max |d|':>9} "
-            f"{'rank@10':>8}  result")
+    head = (f"{'artifact':<{width}} {'graph':<{gwidth}} {'task':<18} {'tokens':>6} {'min cos':>10} {'mean cos':>10} "
+            f"{'max |d|':>9} {'rank@10':>8} {'ref s':>7} {'art s':>7}  result")
     ref = report.get("reference_model") or {}
     lines = [f"reference: {ref.get('class', '?')} ({ref.get('library', '?')}; adapters: {ref.get('adapters', '-')})",
              f"           from {report['reference']}",
@@ -400,8 +468,9 @@ def format_table(report: dict) -> str:
         why = f" ({', '.join(r.get('failed') or [])})" if r.get("failed") else ""
         lines.append(
             f"{shown(r):<{width}} {r.get('graph') or '-':<{gwidth}} {r['task'] or '-'!s:<18} "
-            f"{r['min_cosine']:>10.7f} {r['mean_cosine']:>10.7f} {r['max_abs_diff']:>9.2e} "
-            f"{r['ranking_agreement']:>8.3f}  {r.get('result') or ('pass' if r['passed'] else 'FAIL')}{why}"
+            f"{max(r.get('tokens') or [0]) or '-':>6} {r['min_cosine']:>10.7f} {r['mean_cosine']:>10.7f} "
+            f"{r['max_abs_diff']:>9.2e} {r['ranking_agreement']:>8.3f} {r.get('reference_s', 0):>7.1f} "
+            f"{r.get('artifact_s', 0):>7.1f}  {r.get('result') or ('pass' if r['passed'] else 'FAIL')}{why}"
         )
     for artifact, notes in report.get("diagnosis", {}).items():
         lines += [f"{artifact}: {n}" for n in notes]

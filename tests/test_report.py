@@ -50,7 +50,9 @@ def test_verify_writes_markdown_html_and_plots(merged):
     assert {p.name.rsplit("-", 1)[1] for p in pngs} == {"cosines.png", "lengths.png"}
     md = (art / "parity.md").read_text()
     assert md.startswith("# embcc parity: PASSED")
-    assert "| artifact | graph | task | min cos | mean cos |" in md and "| bar | result |" in md
+    assert "| artifact | graph | task | tokens | min cos | mean cos |" in md and "| bar | result | ref s | artifact s |" in md
+    # each text row says what it cost: the seconds of the reference's and of the artifact's encode calls
+    assert all(r["reference_s"] > 0 and r["artifact_s"] > 0 for r in report["results"])
     assert "transformers" in md and "peft" in md  # which reference
     assert "**runtime**: onnxruntime" in md
     assert "**reference is the artifact's source**: yes" in md

@@ -376,3 +376,21 @@ def test_verify_caps_an_uncapped_export_at_8192(v5_ckpts, tmp_path):
     tokens = {r["graph"]: r["max_tokens"] for r in report["results"]}
     # the standard-ops graph materialises heads x L^2 scores: capped at 8,192; the fused one runs the whole context
     assert tokens["model.portable.onnx"] == 8192 and tokens["model.onnx"] > 8192
+
+
+def test_verify_caps_untiled_graphs_at_what_memory_allows(v5_ckpts, tmp_path, monkeypatch):
+    """A standard-ops graph's probes stop where its heads x L^2 scores would not fit (full-size v5-nano's portable
+    graph once took verify past a 24 GB machine at 8,192 tokens); the fused graph still runs the whole context."""
+    import embcc.verify as v
+
+    heads = json.loads((v5_ckpts["nano"] / "config.json").read_text())["num_attention_heads"]
+    assert v.attention_heads(tmp_path, v5_ckpts["nano"]) == heads
+    # room for SCORE_COPIES score tensors of 2,047 tokens: the cap rounds down to 1,536
+    room = v.SCORE_COPIES * heads * 4 * 2047**2 / v.MEMORY_SHARE
+    assert v.untiled_tokens(8192, heads, int(room)) == 1536
+    assert v.untiled_tokens(8192, heads, None) == 8192 and v.untiled_tokens(8192, heads, 10) == 512
+    out = export(v5_ckpts["nano"], tmp_path / "full", task="clustering")
+    monkeypatch.setattr(v, "available_bytes", lambda: int(room))
+    report = verify(out, v5_ckpts["nano"], texts=[LONG, "short"], write=False)
+    tokens = {r["graph"]: r["max_tokens"] for r in report["results"]}
+    assert report["passed"] and tokens == {"model.portable.onnx": 1536, "model.onnx": 32768}
