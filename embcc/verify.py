@@ -36,11 +36,12 @@ from embcc.runtimes.base import Embedder, maxsim
 # A fused model.onnx (mha, gqa) is verified to the family's whole context (v5, v4: 32,768).
 VERIFY_MAX_TOKENS = 8192
 # ...and at most what fits in memory. Such a graph's peak is a multiple of one [batch, heads, L, L] fp32 score tensor
-# (scores, mask, softmax, ONNX Runtime's arena across batches): full-size v5-nano (12 heads) peaked at 16.7 GB for
-# one 8,192-token text (5.2x), at 20.9 GB over the probe set capped at 7,168 with the reference loaded (7.6x; killed
-# for memory on a 24 GB machine) and at 11 GB capped at 4,096, where the runtime's batches of shorter texts
-# (batch x L^2 <= runtimes.batching.ATTENTION_BUDGET) dominate (6.9x). Probes stop where SCORE_COPIES such tensors
-# fill MEMORY_SHARE of the memory available when the graph opens (measured 2026-12-01, 2-core Xeon, 24 GB).
+# (scores, mask, softmax, ONNX Runtime's arena across batches): full-size v5-nano (12 heads) peaked at 15.9 GiB for
+# one 8,192-token text (5.3x), at 19.4 GiB over the probe set capped at 7,168 with the reference loaded (7.4x beyond
+# the ~2.5 GB the process held before; killed for memory on a 24 GB machine) and at 10.5 GiB capped at 4,096, where
+# the runtime's batches of shorter texts (batch x L^2 <= runtimes.batching.ATTENTION_BUDGET) dominate (7.0x).
+# Probes stop where SCORE_COPIES such tensors fill MEMORY_SHARE of the memory available when the graph opens
+# (measured 2026-12-02, 2-core AMD EPYC, 24 GB).
 SCORE_COPIES = 8
 MEMORY_SHARE = 0.75
 
