@@ -33,6 +33,16 @@ def groups(report: dict) -> dict[str, list[dict]]:
     return out
 
 
+def tokens_cell(row: dict) -> str:
+    """The longest input a row's artifact saw, in tokens ("-" for images)."""
+    return str(max(row.get("tokens") or [0]) or "-")
+
+
+def seconds_cell(row: dict, key: str) -> str:
+    """A row's reference_s or artifact_s ("-" where verify did not time the row)."""
+    return f"{row[key]:.1f}" if row.get(key) else "-"
+
+
 def bar_text(bar: dict) -> str:
     if not bar:
         return "none (reported, not gated)"
@@ -187,12 +197,11 @@ COLUMNS = ["artifact", "graph", "task", "tokens", "min cos", "mean cos", "max |d
 
 def _cells(r: dict) -> list[str]:
     result = r.get("result") or ("pass" if r["passed"] else "FAIL")
-    seconds = lambda key: f"{r[key]:.1f}" if r.get(key) else "-"  # noqa: E731 (rows timed by verify)
-    return [r["artifact"], r.get("graph") or "-", str(r["task"] or "-"), str(max(r.get("tokens") or [0]) or "-"),
+    return [r["artifact"], r.get("graph") or "-", str(r["task"] or "-"), tokens_cell(r),
             f"{r['min_cosine']:.7f}", f"{r['mean_cosine']:.7f}", f"{r['max_abs_diff']:.2e}",
             f"{r['ranking_agreement']:.3f}", bar_text(r.get("bar") or {}),
-            result + (f" ({', '.join(r['failed'])})" if r.get("failed") else ""), seconds("reference_s"),
-            seconds("artifact_s")]
+            result + (f" ({', '.join(r['failed'])})" if r.get("failed") else ""), seconds_cell(r, "reference_s"),
+            seconds_cell(r, "artifact_s")]
 
 
 def _failures(report: dict) -> list[tuple[str, list[str]]]:

@@ -447,6 +447,8 @@ def precision_notes(precision: dict) -> list[str]:
 
 
 def format_table(report: dict) -> str:
+    from embcc.report import seconds_cell, tokens_cell
+
     rows = report["results"]
     own = Path(report.get("artifact") or ".").name or "."  # a single artifact at the path itself: show its name
 
@@ -469,9 +471,9 @@ def format_table(report: dict) -> str:
         why = f" ({', '.join(r.get('failed') or [])})" if r.get("failed") else ""
         lines.append(
             f"{shown(r):<{width}} {r.get('graph') or '-':<{gwidth}} {r['task'] or '-'!s:<18} "
-            f"{max(r.get('tokens') or [0]) or '-':>6} {r['min_cosine']:>10.7f} {r['mean_cosine']:>10.7f} "
-            f"{r['max_abs_diff']:>9.2e} {r['ranking_agreement']:>8.3f} {r.get('reference_s', 0):>7.1f} "
-            f"{r.get('artifact_s', 0):>7.1f}  {r.get('result') or ('pass' if r['passed'] else 'FAIL')}{why}"
+            f"{tokens_cell(r):>6} {r['min_cosine']:>10.7f} {r['mean_cosine']:>10.7f} "
+            f"{r['max_abs_diff']:>9.2e} {r['ranking_agreement']:>8.3f} {seconds_cell(r, 'reference_s'):>7} "
+            f"{seconds_cell(r, 'artifact_s'):>7}  {r.get('result') or ('pass' if r['passed'] else 'FAIL')}{why}"
         )
     for artifact, notes in report.get("diagnosis", {}).items():
         lines += [f"{artifact}: {n}" for n in notes]

@@ -5,7 +5,7 @@
 For each model: a full-size random-weight fixture in the published layout (embcc's writer; random weights cost
 the same time as real ones), one task exported merged at fp32 (`embcc export`), then `embcc verify` as a user runs
 it: the fused model.onnx probed to the family's full context (v5: 32,768 tokens; the longest probe text is
-54,751 tokens under the v5 tokenizers, so one probe is cut at the limit), model.portable.onnx to 8,192. Export and
+54,751 tokens under the v5 tokenizers, so one probe is cut at the limit), model.portable.onnx to 8,192 or what memory allows. Export and
 verify each run in their own child; their wall time and peak RSS (the child's own, from wait4) are recorded, and
 verify's per-row seconds (reference and artifact encode calls) come from its parity.json.
 

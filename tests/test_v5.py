@@ -381,7 +381,7 @@ def test_verify_caps_an_uncapped_export_at_8192(v5_ckpts, tmp_path, monkeypatch)
 
 def test_verify_caps_untiled_graphs_at_what_memory_allows(v5_ckpts, tmp_path, monkeypatch):
     """A standard-ops graph's probes stop where its heads x L^2 scores would not fit (full-size v5-nano's portable
-    graph once took verify past a 24 GB machine at 8,192 tokens); the fused graph still runs the whole context."""
+    graph once ran a 24 GB machine out of memory at 8,192 tokens); the fused graph still runs the whole context."""
     import embcc.verify as v
 
     heads = json.loads((v5_ckpts["nano"] / "config.json").read_text())["num_attention_heads"]

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.heavy
 def test_full_size_v5_nano_verifies_at_32k(tmp_path):
     """A full-size v5-nano, exported as a user does (one task, merged, fp32), passes verify with its fused graph
-    probed to 32,768 tokens and the portable graph to 8,192, each row timed."""
+    probed to 32,768 tokens and the portable graph as far as memory allows, each row timed."""
     run = subprocess.run([sys.executable, str(ROOT / "scripts" / "verify_long.py"), "--work", str(tmp_path),
                           "--models", "jina-v5-nano"], capture_output=True, text=True)
     result = json.loads((tmp_path / "verify_long.json").read_text())["results"][0]
